@@ -1,0 +1,810 @@
+"""``COPY INTO <table>`` from a stage, the way Snowflake does it, on DuckDB.
+
+Supported: named stages (external ``s3://`` and internal) and external locations, nested keys, ``FILES=``,
+``PATTERN=``, CSV file formats (named and inline), loads with transformation (``$n``, ``METADATA$FILENAME``,
+``METADATA$FILE_ROW_NUMBER``, ``METADATA$FILE_CONTENT_KEY``, ``METADATA$FILE_LAST_MODIFIED``,
+``METADATA$START_SCAN_TIME``, casts and functions), ``ON_ERROR`` = ``ABORT_STATEMENT`` | ``CONTINUE`` |
+``SKIP_FILE`` | ``SKIP_FILE_<n>`` | ``'SKIP_FILE_<n>%'``, ``FORCE``, ``VALIDATION_MODE`` and ``VALIDATE()``.
+
+How a file is read: DuckDB's CSV reader parses every field as text, rejecting structurally bad records (wrong
+field count, unterminated quote, invalid UTF-8, over-long lines) into a rejects table with their record number
+and text; every value is then cast to its target column's type, and a value that doesn't cast (or a NULL for a
+NOT NULL column) rejects its row with Snowflake's message for that error. Rows parsed = rows loaded + rows
+rejected, always. Like Snowflake, the load metadata of each table remembers which files (by path and content
+version) were loaded, so a repeated COPY skips them unless ``FORCE = TRUE``.
+
+Documented differences from Snowflake: ``LINE`` counts records (a quoted field with a newline does not add a
+line); ``REJECTED_RECORD`` of a row rejected for a value is rebuilt from its parsed fields; rows whose field count
+differs from the number of fields the load expects are rejected also in loads with transformation.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+import re
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+import duckdb
+import snowflake.connector.errors
+from fakesnow.transforms import stage as fs_stage
+from fakesnow.transforms.file_format import lookup_file_format
+from fakesnow.transforms.options import parse_options
+from sqlglot import exp
+
+from . import stages
+from .procedures import first
+from .stages import StagedFile, StageStorage
+
+
+def tables_sql(catalog: str) -> str:
+    """The emulator's COPY bookkeeping lives in each database (a DuckDB transaction writes to one database only)."""
+    schema = f'"{catalog}"._fs_information_schema'
+    return f"""
+CREATE SCHEMA IF NOT EXISTS {schema};
+CREATE TABLE IF NOT EXISTS {schema}._emu_copy_jobs (
+    job_id VARCHAR PRIMARY KEY, table_catalog VARCHAR, table_schema VARCHAR, table_name VARCHAR,
+    transformed BOOLEAN, created_at TIMESTAMP
+);
+CREATE TABLE IF NOT EXISTS {schema}._emu_copy_errors (
+    job_id VARCHAR, error VARCHAR, file VARCHAR, line BIGINT, character BIGINT, byte_offset BIGINT,
+    category VARCHAR, code BIGINT, sql_state VARCHAR, column_name VARCHAR, row_number BIGINT,
+    row_start_line BIGINT, rejected_record VARCHAR
+);
+CREATE TABLE IF NOT EXISTS {schema}._emu_load_history (
+    table_catalog VARCHAR, table_schema VARCHAR, table_name VARCHAR, file VARCHAR, etag VARCHAR,
+    status VARCHAR, row_count BIGINT, row_parsed BIGINT, first_error VARCHAR, loaded_at TIMESTAMP, job_id VARCHAR
+);
+"""
+
+
+def jobs_table(catalog: str) -> str:
+    return f'"{catalog}"._fs_information_schema._emu_copy_jobs'
+
+
+def errors_table(catalog: str) -> str:
+    return f'"{catalog}"._fs_information_schema._emu_copy_errors'
+
+
+def history_table(catalog: str) -> str:
+    return f'"{catalog}"._fs_information_schema._emu_load_history'
+
+
+RESULT_COLUMNS = (
+    "file",
+    "status",
+    "rows_parsed",
+    "rows_loaded",
+    "error_limit",
+    "errors_seen",
+    "first_error",
+    "first_error_line",
+    "first_error_character",
+    "first_error_column_name",
+)
+
+VALIDATE_COLUMNS = (
+    "ERROR",
+    "FILE",
+    "LINE",
+    "CHARACTER",
+    "BYTE_OFFSET",
+    "CATEGORY",
+    "CODE",
+    "SQL_STATE",
+    "COLUMN_NAME",
+    "ROW_NUMBER",
+    "ROW_START_LINE",
+    "REJECTED_RECORD",
+)
+
+# DuckDB reject type -> (Snowflake code, message template)
+STRUCTURAL_ERRORS = {
+    "MISSING COLUMNS": (
+        100080,
+        "Number of columns in file ({found}) does not match that of the corresponding table ({expected}), "
+        "use file format option error_on_column_count_mismatch=false to ignore this error",
+    ),
+    "TOO MANY COLUMNS": (
+        100080,
+        "Number of columns in file ({found}) does not match that of the corresponding table ({expected}), "
+        "use file format option error_on_column_count_mismatch=false to ignore this error",
+    ),
+    "UNQUOTED VALUE": (100065, "Found character '\"' instead of field delimiter ','"),
+    "INVALID ENCODING": (100096, "Invalid UTF8 detected in string"),
+    "LINE SIZE OVER MAXIMUM": (100082, "Max LOB size (16777216) exceeded"),
+    "INVALID STATE": (100066, "Invalid state while parsing the record"),
+    "CAST": (100038, "Value is not recognized"),
+}
+
+MAX_LINE_SIZE = 16 * 1024 * 1024 + 1024
+
+
+def copy_error(msg: str, errno: int = 100038, sqlstate: str = "22018") -> snowflake.connector.errors.ProgrammingError:
+    return snowflake.connector.errors.ProgrammingError(msg=msg, errno=errno, sqlstate=sqlstate)
+
+
+@dataclass
+class CsvFormat:
+    skip_header: int = 0
+    delimiter: str = ","
+    quote: str = ""  # FIELD_OPTIONALLY_ENCLOSED_BY; "" = none
+    null_if: list[str] = field(default_factory=lambda: ["\\N"])
+    empty_field_as_null: bool = True
+    compression: str = "auto"
+    error_on_column_count_mismatch: bool = True
+    trim_space: bool = False
+
+    @classmethod
+    def from_options(cls, options: dict[str, Any]) -> CsvFormat:
+        f = cls()
+        for name, value in options.items():
+            v = str(value).upper() if not isinstance(value, list) else value
+            if name in {"TYPE", "COMMENT", "ENCODING", "RECORD_DELIMITER", "SKIP_BLANK_LINES", "DATE_FORMAT"}:
+                if name == "TYPE" and v != "CSV":
+                    raise NotImplementedError(f"COPY with FILE_FORMAT TYPE={value} in the emulator")
+                if name == "ENCODING" and v not in {"UTF8", "UTF-8"}:
+                    raise NotImplementedError(f"ENCODING={value}")
+                continue
+            if name == "SKIP_HEADER":
+                f.skip_header = int(value)
+            elif name == "FIELD_DELIMITER":
+                f.delimiter = str(value)
+            elif name == "FIELD_OPTIONALLY_ENCLOSED_BY":
+                f.quote = "" if v == "NONE" else str(value)
+            elif name == "NULL_IF":
+                f.null_if = [str(x) for x in value] if isinstance(value, list) else [str(value)]
+            elif name == "EMPTY_FIELD_AS_NULL":
+                f.empty_field_as_null = v in {"TRUE", "1"}
+            elif name == "COMPRESSION":
+                f.compression = {"AUTO": "auto", "AUTO_DETECT": "auto", "GZIP": "gzip", "NONE": "none"}.get(v, "")
+                if not f.compression:
+                    raise NotImplementedError(f"COMPRESSION={value}")
+            elif name == "ERROR_ON_COLUMN_COUNT_MISMATCH":
+                f.error_on_column_count_mismatch = v in {"TRUE", "1"}
+            elif name == "TRIM_SPACE":
+                f.trim_space = v in {"TRUE", "1"}
+            elif name == "ESCAPE_UNENCLOSED_FIELD" and v == "NONE":
+                continue
+            elif name == "ESCAPE" and v == "NONE":
+                continue
+            else:
+                raise NotImplementedError(f"FILE_FORMAT option {name}={value} in the emulator")
+        return f
+
+    def read_csv(self, path: str, n_fields: int, rejects: str, scan: str) -> str:
+        cols = ", ".join(f"'c{i}': 'VARCHAR'" for i in range(1, n_fields + 1))
+        nulls = list(self.null_if) + ([""] if self.empty_field_as_null and "" not in self.null_if else [])
+        args = [
+            lit(path),
+            "auto_detect=false",
+            "header=false",
+            f"skip={self.skip_header}",
+            f"delim={lit(self.delimiter)}",
+            f"quote={lit(self.quote)}",
+            f"escape={lit(self.quote)}",
+            f"columns={{{cols}}}",
+            f"nullstr=[{', '.join(lit(n) for n in nulls)}]" if nulls else "nullstr=[]",
+            "allow_quoted_nulls=false",
+            f"compression={lit(self.compression)}",
+            f"max_line_size={MAX_LINE_SIZE}",
+            "store_rejects=true",
+            f"rejects_table={lit(rejects)}",
+            f"rejects_scan={lit(scan)}",
+            "filename=false",
+        ]
+        return f"read_csv({', '.join(args)})"
+
+
+def lit(value: Any) -> str:
+    if value is None:
+        return "NULL"
+    if isinstance(value, bool):
+        return "TRUE" if value else "FALSE"
+    if isinstance(value, int | float):
+        return str(value)
+    return "'" + str(value).replace("'", "''") + "'"
+
+
+@dataclass
+class TargetColumn:
+    name: str
+    duck_type: str
+    nullable: bool
+
+
+@dataclass
+class FileOutcome:
+    file: StagedFile
+    status: str
+    rows_parsed: int = 0
+    rows_loaded: int = 0
+    error_limit: int = 1
+    errors_seen: int = 0
+    first_error: str | None = None
+    first_error_line: int | None = None
+    first_error_character: int | None = None
+    first_error_column_name: str | None = None
+
+
+@dataclass
+class CopyPlan:
+    catalog: str
+    schema: str
+    table: str
+    columns: list[TargetColumn]
+    expressions: list[exp.Expression] | None  # transformation select list, or None
+    n_fields: int
+    location: str
+    path: str
+    files_param: list[str] | None
+    pattern: str | None
+    fmt: CsvFormat
+    on_error: str
+    force: bool
+    validation_mode: str | None
+
+
+class CopyRunner:
+    def __init__(self, duck_conn: duckdb.DuckDBPyConnection, storage: StageStorage):
+        self.duck = duck_conn
+        self.storage = storage
+
+    # -- planning -------------------------------------------------------------------------------------------------
+    def plan(self, expression: exp.Copy, params: Any, database: str | None, schema: str | None) -> CopyPlan:
+        target = expression.this
+        column_list: list[str] | None = None
+        if isinstance(target, exp.Schema):
+            column_list = [c.name.upper() if not c.args.get("quoted") else c.name for c in target.expressions]
+            target = target.this
+        assert isinstance(target, exp.Table)
+        catalog = (target.catalog or database or "").upper()
+        tschema = (target.db or schema or "").upper()
+        table = target.name if target.this.args.get("quoted") else target.name.upper()
+        described = self._describe(catalog, tschema, table)
+        if column_list is not None:
+            by_name = {c.name.upper(): c for c in described}
+            missing = [c for c in column_list if c.upper() not in by_name]
+            if missing:
+                raise copy_error(f"SQL compilation error:\ninvalid identifier '{missing[0]}'", 904, "42000")
+            columns = [by_name[c.upper()] for c in column_list]
+        else:
+            columns = described
+
+        source = expression.args["files"][0]
+        expressions: list[exp.Expression] | None = None
+        inline_options: dict[str, Any] = {}
+        if isinstance(source, exp.Subquery):
+            select = source.this
+            assert isinstance(select, exp.Select)
+            expressions = list(select.expressions)
+            from_ = select.args["from_"].this
+            ref = from_.this.name if isinstance(from_.this, exp.Var) else from_.sql("snowflake")
+            if len(expressions) != len(columns):
+                raise copy_error(
+                    "SQL compilation error:\nInsert value list does not match column list expecting "
+                    f"{len(columns)} but got {len(expressions)}",
+                    2020,
+                    "21S01",
+                )
+            n_fields = max([int(p.name) for e in expressions for p in e.find_all(exp.Parameter)] + [0])
+        else:
+            ref = source.name if isinstance(source, exp.Var | exp.Literal) else source.sql("snowflake")
+            n_fields = len(columns)
+
+        if ref.startswith("@"):
+            if ref.startswith("@%") or "/%" in ref.split("/")[0]:
+                raise NotImplementedError("COPY from a table stage")
+            _fq, location, path = stages.resolve_stage(self.duck, ref, database, schema)
+        else:
+            location, path = ref.strip("'"), ""
+
+        files_param = None
+        pattern = None
+        on_error = "ABORT_STATEMENT"
+        force = False
+        validation_mode = None
+        for p in expression.args.get("params", []):
+            name = p.this.name.upper()
+            value = p.expression
+            if name == "FILES":
+                files_param = [lit_.name for lit_ in p.find_all(exp.Literal)]
+            elif name == "PATTERN":
+                pattern = value.name
+            elif name == "FILE_FORMAT":
+                inline_options = parse_options(p.expressions)
+            elif name == "ON_ERROR":
+                on_error = self._param_value(value, params).upper()
+            elif name == "FORCE":
+                force = value.sql().upper() in {"TRUE", "1"}
+            elif name == "VALIDATION_MODE":
+                validation_mode = value.name.upper()
+            elif name in {"PURGE", "RETURN_FAILED_ONLY", "TRUNCATECOLUMNS", "ENFORCE_LENGTH", "LOAD_UNCERTAIN_FILES"}:
+                continue
+            elif name == "MATCH_BY_COLUMN_NAME" and value.name.upper() == "NONE":
+                continue
+            else:
+                raise NotImplementedError(f"COPY option {name} in the emulator")
+        if not re.fullmatch(r"ABORT_STATEMENT|CONTINUE|SKIP_FILE(_\d+%?)?", on_error):
+            raise copy_error(
+                f"SQL compilation error:\ninvalid value [{on_error}] for parameter 'ON_ERROR'", 1008, "22023"
+            )
+        if validation_mode and expressions is not None:
+            raise copy_error(
+                "SQL compilation error:\nVALIDATION_MODE does not support COPY statements that transform data "
+                "during a load.",
+                2097,
+                "0A000",
+            )
+        if format_name := inline_options.pop("FORMAT_NAME", None):
+            inline_options = {**lookup_file_format(self.duck, str(format_name), database, schema), **inline_options}
+        fmt = CsvFormat.from_options(inline_options)
+        return CopyPlan(
+            catalog,
+            tschema,
+            table,
+            columns,
+            expressions,
+            n_fields,
+            location,
+            path,
+            files_param,
+            pattern,
+            fmt,
+            on_error,
+            force,
+            validation_mode,
+        )
+
+    @staticmethod
+    def _param_value(value: exp.Expression, params: Any) -> str:
+        if isinstance(value, exp.Placeholder) and params:
+            return str(params.pop(0) if isinstance(params, list) else params)
+        return value.name
+
+    def _describe(self, catalog: str, schema: str, table: str) -> list[TargetColumn]:
+        try:
+            rows = self.duck.execute(f'DESCRIBE "{catalog}"."{schema}"."{table}"').fetchall()
+        except duckdb.CatalogException:
+            raise copy_error(
+                f"SQL compilation error:\nTable '{catalog}.{schema}.{table}' does not exist or not authorized.",
+                2003,
+                "42S02",
+            ) from None
+        return [TargetColumn(r[0], r[1], r[2] == "YES") for r in rows]
+
+    def candidate_files(self, plan: CopyPlan) -> list[StagedFile]:
+        if plan.files_param is not None:
+            found = []
+            for name in plan.files_param:
+                f = self.storage.stat(plan.location, plan.path + name) or self.storage.stat(plan.location, name)
+                if f is None:
+                    raise copy_error(
+                        f"Remote file '{plan.location.rstrip('/')}/{plan.path}{name}' was not found. If you are "
+                        "running a copy command, please make sure files are not deleted when they are being loaded "
+                        "or files are not being loaded into two different tables concurrently with auto purge "
+                        "option.",
+                        91016,
+                        "22000",
+                    )
+                found.append(f)
+            return found
+        files = self.storage.list(plan.location, plan.path)
+        if plan.pattern is not None:
+            rx = re.compile(plan.pattern)
+            files = [f for f in files if rx.fullmatch(f.relative) or rx.fullmatch(f.url)]
+        return files
+
+    # -- execution ------------------------------------------------------------------------------------------------
+    def run(self, plan: CopyPlan, job_id: str, in_transaction: bool) -> tuple[list[tuple[Any, ...]], list[str]]:
+        """Load the files. Returns result rows and column names (the COPY result, or VALIDATION_MODE's errors)."""
+        self.duck.execute(tables_sql(plan.catalog))
+        files = self.candidate_files(plan)
+        if plan.validation_mode is None:
+            self.duck.execute(
+                f"INSERT INTO {jobs_table(plan.catalog)} VALUES (?, ?, ?, ?, ?, ?)",
+                [job_id, plan.catalog, plan.schema, plan.table, plan.expressions is not None, now()],
+            )
+        if not plan.force and plan.validation_mode is None:
+            files = [f for f in files if not self._already_loaded(plan, f)]
+        if not files:
+            return [("Copy executed with 0 files processed.",)], ["status"]
+
+        statement_tx = not in_transaction and plan.on_error == "ABORT_STATEMENT" and plan.validation_mode is None
+        if statement_tx:
+            self.duck.begin()
+        outcomes: list[FileOutcome] = []
+        try:
+            for f in files:
+                file_tx = not in_transaction and not statement_tx and plan.validation_mode is None
+                if file_tx:
+                    self.duck.begin()
+                try:
+                    outcome = self._load_file(plan, f, job_id)
+                    if plan.validation_mode is None:
+                        self._record_history(plan, outcome, job_id)
+                except BaseException:
+                    if file_tx:
+                        self.duck.rollback()
+                    raise
+                if file_tx:
+                    self.duck.commit()
+                outcomes.append(outcome)
+        except BaseException:
+            if statement_tx:
+                self.duck.rollback()
+            raise
+        if statement_tx:
+            self.duck.commit()
+
+        if plan.validation_mode is not None:
+            return self._validation_result(plan, job_id)
+        rows = [
+            (
+                o.file.url if stages.is_external(plan.location) else _internal_name(o.file),
+                o.status,
+                o.rows_parsed,
+                o.rows_loaded,
+                o.error_limit,
+                o.errors_seen,
+                o.first_error,
+                o.first_error_line,
+                o.first_error_character,
+                o.first_error_column_name,
+            )
+            for o in outcomes
+        ]
+        return rows, list(RESULT_COLUMNS)
+
+    def _already_loaded(self, plan: CopyPlan, f: StagedFile) -> bool:
+        row = first(
+            self.duck.execute(
+                f"SELECT 1 FROM {history_table(plan.catalog)} WHERE table_catalog = ? AND table_schema = ? AND table_name = ? "
+                "AND file = ? AND etag = ? AND status IN ('LOADED', 'PARTIALLY_LOADED') LIMIT 1",
+                [plan.catalog, plan.schema, plan.table, f.url, f.etag],
+            )
+        )
+        return row is not None
+
+    def _record_history(self, plan: CopyPlan, o: FileOutcome, job_id: str) -> None:
+        self.duck.execute(
+            f"INSERT INTO {history_table(plan.catalog)} VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                plan.catalog,
+                plan.schema,
+                plan.table,
+                o.file.url,
+                o.file.etag,
+                o.status,
+                o.rows_loaded,
+                o.rows_parsed,
+                o.first_error,
+                now(),
+                job_id,
+            ],
+        )
+        # fakesnow's INFORMATION_SCHEMA.LOAD_HISTORY view reads this table
+        try:
+            self.duck.execute(
+                f'INSERT INTO "{plan.catalog}"._fs_information_schema._fs_load_history '
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    plan.schema,
+                    o.file.url,
+                    plan.table,
+                    now().isoformat() + "+00:00",
+                    o.status,
+                    o.rows_loaded,
+                    o.rows_parsed,
+                    o.first_error,
+                    o.first_error_line,
+                    o.first_error_character,
+                    o.first_error_column_name,
+                    o.errors_seen,
+                    o.error_limit,
+                ],
+            )
+        except duckdb.Error:
+            pass
+
+    def _value_sql(self, plan: CopyPlan, f: StagedFile) -> list[tuple[str, set[int]]]:
+        """For each target column: DuckDB SQL of its value as text-or-typed expression, and the fields it reads."""
+        out: list[tuple[str, set[int]]] = []
+        if plan.expressions is None:
+            return [(f"c{i}", {i}) for i in range(1, len(plan.columns) + 1)]
+        scan_time = now()
+        for e in plan.expressions:
+            e = e.copy()
+            fields = {int(p.name) for p in e.find_all(exp.Parameter)}
+
+            def sub(node: exp.Expression) -> exp.Expression:
+                if isinstance(node, exp.Parameter):
+                    return exp.column(f"c{node.name}")
+                if isinstance(node, exp.Column) and node.name.upper().startswith("METADATA$"):
+                    meta = node.name.upper()
+                    if meta == "METADATA$FILENAME":
+                        return exp.Literal.string(f.relative)
+                    if meta == "METADATA$FILE_ROW_NUMBER":
+                        return exp.column("_rn")
+                    if meta == "METADATA$FILE_CONTENT_KEY":
+                        return exp.Literal.string(f.etag)
+                    if meta == "METADATA$FILE_LAST_MODIFIED":
+                        return exp.cast(exp.Literal.string(f.last_modified.isoformat()), "TIMESTAMP")
+                    if meta == "METADATA$START_SCAN_TIME":
+                        return exp.cast(exp.Literal.string(scan_time.isoformat()), "TIMESTAMP")
+                    raise NotImplementedError(meta)
+                if isinstance(node, exp.Cast) and not isinstance(node, exp.TryCast):
+                    return exp.TryCast(this=node.this, to=node.to)
+                return node
+
+            e = e.transform(sub)
+            if isinstance(e, exp.Alias):
+                e = e.this
+            out.append((e.sql(dialect="duckdb"), fields))
+        return out
+
+    def _load_file(self, plan: CopyPlan, f: StagedFile, job_id: str) -> FileOutcome:
+        tag = uuid.uuid4().hex[:12]
+        raw, rejects, scan, gaps = (f"_emu_raw_{tag}", f"_emu_rej_{tag}", f"_emu_scan_{tag}", f"_emu_gap_{tag}")
+        fmt = plan.fmt
+        created: list[str] = []
+        try:
+            try:
+                self.duck.execute(
+                    f"CREATE TEMP TABLE {raw} AS SELECT *, row_number() OVER () AS _k "
+                    f"FROM {fmt.read_csv(f.read_path, plan.n_fields, rejects, scan)}"
+                )
+                created += [raw, rejects, scan]
+            except duckdb.Error as e:
+                return self._file_failed(plan, f, job_id, _file_error_message(f, e))
+
+            structural = first(self.duck.execute(f"SELECT count(*) FROM {rejects}"))[0]
+            if structural:
+                self.duck.execute(
+                    f"CREATE TEMP TABLE {gaps} AS SELECT max(g) AS g, max(i) AS i FROM ("
+                    f"  SELECT (line - {fmt.skip_header}) - row_number() OVER (ORDER BY line) AS g,"
+                    f"         row_number() OVER (ORDER BY line) AS i FROM {rejects}) GROUP BY g"
+                )
+                created.append(gaps)
+                source = (
+                    f"(SELECT r.*, r._k + coalesce(gp.i, 0) AS _rn FROM {raw} r "
+                    f"ASOF LEFT JOIN {gaps} gp ON r._k > gp.g)"
+                )
+            else:
+                source = f"(SELECT *, _k AS _rn FROM {raw})"
+
+            values = self._value_sql(plan, f)
+            typed_cols = []
+            err_conds = []
+            msgs = []
+            for i, (col, (sql, fields)) in enumerate(zip(plan.columns, values, strict=True), start=1):
+                typed = f"TRY_CAST({sql} AS {col.duck_type})"
+                typed_cols.append(f"{typed} AS v{i}")
+                inputs_present = " OR ".join(f"c{n} IS NOT NULL" for n in sorted(fields)) or "FALSE"
+                cast_failed = f"(v{i} IS NULL AND ({inputs_present}))"
+                null_violation = "FALSE" if col.nullable else f"(v{i} IS NULL)"
+                err_conds.append(f"({cast_failed} OR {null_violation})")
+                raw_text = " || ',' || ".join(f"coalesce(c{n}, '')" for n in sorted(fields)) or "''"
+                msgs.append(
+                    (
+                        f"_e{i}",
+                        f"CASE WHEN {cast_failed} THEN {_cast_message_sql(col.duck_type, raw_text)} "
+                        f"ELSE 'NULL result in a non-nullable column' END",
+                        col.name,
+                        i,
+                    )
+                )
+            field_cols = ", ".join(f"c{n}" for n in range(1, plan.n_fields + 1))
+            typed_sql = f"SELECT _rn, {field_cols}{', ' if field_cols else ''}{', '.join(typed_cols)} FROM {source}"
+            flagged = (
+                f"SELECT *, {', '.join(f'{c} AS _e{i}' for i, c in enumerate(err_conds, start=1))} FROM ({typed_sql})"
+            )
+            any_err = " OR ".join(f"_e{i}" for i in range(1, len(plan.columns) + 1)) or "FALSE"
+            counts = first(self.duck.execute(f"SELECT count(*), count(*) FILTER (WHERE {any_err}) FROM ({flagged})"))
+            assert counts is not None
+            parsed_ok, value_errors = int(counts[0]), int(counts[1])
+            rows_parsed = parsed_ok + int(structural)
+            errors = value_errors + int(structural)
+
+            if errors:
+                self._store_errors(plan, f, job_id, rejects, flagged, msgs, any_err, structural > 0)
+            outcome = FileOutcome(file=f, status="LOADED", rows_parsed=rows_parsed, errors_seen=errors)
+            outcome.error_limit = _error_limit(plan.on_error, rows_parsed)
+            if errors:
+                first_row = first(
+                    self.duck.execute(
+                        f"SELECT error, line, character, column_name, code FROM {errors_table(plan.catalog)} "
+                        "WHERE job_id = ? AND file = ? ORDER BY line LIMIT 1",
+                        [job_id, f.url],
+                    )
+                )
+                assert first_row is not None
+                (
+                    outcome.first_error,
+                    outcome.first_error_line,
+                    outcome.first_error_character,
+                    outcome.first_error_column_name,
+                ) = first_row[0], first_row[1], first_row[2], first_row[3]
+                if plan.on_error == "ABORT_STATEMENT" and plan.validation_mode is None:
+                    raise copy_error(
+                        f"{first_row[0]}\n  File '{f.relative}', line {first_row[1]}, character {first_row[2]}\n"
+                        f"  Row {first_row[1] - fmt.skip_header}, column {first_row[3]}\n"
+                        "  If you would like to continue loading when an error is encountered, use other values "
+                        "such as 'SKIP_FILE' or 'CONTINUE' for the ON_ERROR option. For more information on "
+                        "loading options, please run 'info loading_data' in a SQL client.",
+                        int(first_row[4]),
+                    )
+            if plan.validation_mode is not None:
+                return outcome
+            if errors and plan.on_error.startswith("SKIP_FILE") and errors >= outcome.error_limit:
+                outcome.status = "LOAD_FAILED"
+                return outcome
+            if parsed_ok - value_errors > 0:
+                cols = ", ".join(f'"{c.name}"' for c in plan.columns)
+                vals = ", ".join(f"v{i}" for i in range(1, len(plan.columns) + 1))
+                res = first(
+                    self.duck.execute(
+                        f'INSERT INTO "{plan.catalog}"."{plan.schema}"."{plan.table}" ({cols}) '
+                        f"SELECT {vals} FROM ({flagged}) WHERE NOT ({any_err}) ORDER BY _rn"
+                    )
+                )
+                outcome.rows_loaded = int(res[0]) if res else 0
+            if errors:
+                outcome.status = "PARTIALLY_LOADED" if outcome.rows_loaded else "LOAD_FAILED"
+            return outcome
+        finally:
+            for t in created:
+                self.duck.execute(f"DROP TABLE IF EXISTS {t}")
+
+    def _file_failed(self, plan: CopyPlan, f: StagedFile, job_id: str, message: str) -> FileOutcome:
+        self.duck.execute(
+            f"INSERT INTO {errors_table(plan.catalog)} VALUES (?, ?, ?, NULL, NULL, NULL, 'parsing', 100069, '22000', NULL, NULL, "
+            "NULL, NULL)",
+            [job_id, message, f.url],
+        )
+        if plan.on_error == "ABORT_STATEMENT" and plan.validation_mode is None:
+            raise copy_error(message, 100069, "22000")
+        return FileOutcome(file=f, status="LOAD_FAILED", errors_seen=1, first_error=message, error_limit=1)
+
+    def _store_errors(
+        self,
+        plan: CopyPlan,
+        f: StagedFile,
+        job_id: str,
+        rejects: str,
+        flagged: str,
+        msgs: list[tuple[str, str, str, int]],
+        any_err: str,
+        structural: bool,
+    ) -> None:
+        table = f'"{plan.table}"'
+        skip = plan.fmt.skip_header
+        if structural:
+            cases = " ".join(f"WHEN {lit(k)} THEN {lit(v[0])}" for k, v in STRUCTURAL_ERRORS.items())
+            messages = " ".join(
+                f"WHEN {lit(k)} THEN {_structural_message_sql(k, v[1], plan.n_fields)}"
+                for k, v in STRUCTURAL_ERRORS.items()
+            )
+            self.duck.execute(
+                f"INSERT INTO {errors_table(plan.catalog)} SELECT {lit(job_id)}, CASE error_type::VARCHAR {messages} END, "
+                f"{lit(f.url)}, line, (byte_position - line_byte_position) + 1, byte_position, 'parsing', "
+                f"CASE error_type::VARCHAR {cases} END, '22000', "
+                f"'{table}[' || coalesce(column_name, 'c' || {plan.n_fields + 1}) || ':' || "
+                f"coalesce(column_idx, {plan.n_fields + 1}) || ']', "
+                f"line - {skip}, line, csv_line FROM {rejects}"
+            )
+        first_col = "CASE " + " ".join(f"WHEN _e{i} THEN {i}" for _, _, _, i in msgs) + " END"
+        message = "CASE " + " ".join(f"WHEN _e{i} THEN {m}" for (_, m, _, i) in msgs) + " END"
+        col_name = "CASE " + " ".join(f"WHEN _e{i} THEN {lit(n)}" for (_, _, n, i) in msgs) + " END"
+        record = (
+            " || ',' || ".join(
+                f"coalesce(CASE WHEN contains(c{n}, '\"') OR contains(c{n}, ',') OR contains(c{n}, chr(10)) "
+                f"THEN '\"' || replace(c{n}, '\"', '\"\"') || '\"' ELSE c{n} END, '')"
+                for n in range(1, plan.n_fields + 1)
+            )
+            or "''"
+        )
+        self.duck.execute(
+            f"INSERT INTO {errors_table(plan.catalog)} SELECT {lit(job_id)}, {message}, {lit(f.url)}, _rn + {skip}, 1, NULL, "
+            f"'conversion', CASE WHEN {message} LIKE 'NULL result%' THEN 100072 ELSE 100038 END, '22018', "
+            f"'{table}[\"' || {col_name} || '\":' || {first_col} || ']', _rn, _rn + {skip}, {record} "
+            f"FROM ({flagged}) WHERE {any_err}"
+        )
+
+    def _validation_result(self, plan: CopyPlan, job_id: str) -> tuple[list[tuple[Any, ...]], list[str]]:
+        mode = plan.validation_mode or ""
+        if mode.startswith("RETURN_") and mode.endswith("_ROWS"):
+            raise NotImplementedError("VALIDATION_MODE=RETURN_n_ROWS")
+        limit = "" if mode == "RETURN_ALL_ERRORS" else ""
+        rows = self.duck.execute(
+            f"SELECT error, file, line, character, byte_offset, category, code, sql_state, column_name, row_number, "
+            f"row_start_line, rejected_record FROM {errors_table(plan.catalog)} WHERE job_id = ? ORDER BY file, line {limit}",
+            [job_id],
+        ).fetchall()
+        self.duck.execute(f"DELETE FROM {errors_table(plan.catalog)} WHERE job_id = ?", [job_id])
+        return rows, list(VALIDATE_COLUMNS)
+
+    def validate(self, catalog: str, job_id: str) -> list[tuple[Any, ...]]:
+        self.duck.execute(tables_sql(catalog))
+        job = first(self.duck.execute(f"SELECT transformed FROM {jobs_table(catalog)} WHERE job_id = ?", [job_id]))
+        if job is None:
+            raise copy_error(f"Invalid argument: Query id {job_id} is not a COPY INTO <table> query.", 2029, "22023")
+        if job[0]:
+            raise copy_error(
+                "VALIDATE does not support COPY statements that transform data during a load.", 2097, "0A000"
+            )
+        return self.duck.execute(
+            f"SELECT error, file, line, character, byte_offset, category, code, sql_state, column_name, row_number, "
+            f"row_start_line, rejected_record FROM {errors_table(catalog)} WHERE job_id = ? ORDER BY file, line",
+            [job_id],
+        ).fetchall()
+
+
+def _cast_message_sql(duck_type: str, raw_text: str) -> str:
+    t = duck_type.upper()
+    if t.startswith(("DECIMAL", "BIGINT", "INTEGER", "DOUBLE", "FLOAT", "HUGEINT", "SMALLINT", "TINYINT")):
+        kind = "Numeric value"
+    elif t.startswith("TIMESTAMP"):
+        kind = "Timestamp"
+    elif t == "DATE":
+        kind = "Date"
+    elif t == "BOOLEAN":
+        kind = "Boolean value"
+    else:
+        kind = "Value"
+    range_hint = ""
+    if t.startswith("DECIMAL"):
+        # a number that parses but does not fit the column's precision
+        range_hint = (
+            f"CASE WHEN TRY_CAST({raw_text} AS DOUBLE) IS NOT NULL THEN "
+            f"'Numeric value ''' || {raw_text} || ''' is out of range' ELSE NULL END"
+        )
+    base = f"'{kind} ''' || {raw_text} || ''' is not recognized'"
+    return f"coalesce({range_hint}, {base})" if range_hint else base
+
+
+def _structural_message_sql(kind: str, template: str, expected: int) -> str:
+    if "{found}" in template:
+        # DuckDB reports "Expected Number of Columns: 4 Found: 3"
+        found = "regexp_extract(error_message, 'Found: (\\d+)', 1)"
+        head, _, tail = template.partition("{found}")
+        tail = tail.replace("{expected}", str(expected))
+        return f"{lit(head)} || {found} || {lit(tail)}"
+    if kind == "INVALID ENCODING":
+        return f"{lit(template)} || ' ''' || coalesce(csv_line, '') || ''''"
+    return lit(template)
+
+
+def _error_limit(on_error: str, rows_parsed: int) -> int:
+    if on_error == "CONTINUE":
+        return rows_parsed
+    m = re.fullmatch(r"SKIP_FILE_(\d+)(%?)", on_error)
+    if m:
+        n = int(m.group(1))
+        return max(1, math.ceil(rows_parsed * n / 100)) if m.group(2) else n
+    return 1
+
+
+def _file_error_message(f: StagedFile, e: Exception) -> str:
+    text = str(e).split("\n")[0]
+    if f.relative.endswith(".gz") and ("gzip" in text.lower() or "compress" in text.lower() or "eof" in text.lower()):
+        return f"Invalid data encountered during decompression for file: '{f.relative}',compression type used: 'GZIP', cause: '{text}'"
+    return f"Error parsing file '{f.relative}': {text}"
+
+
+def _internal_name(f: StagedFile) -> str:
+    path = f.read_path
+    if fs_stage.is_internal(path):
+        return fs_stage.internal_file_name(path)
+    return f.url
+
+
+def now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC).replace(tzinfo=None)
+
+
+def result_json(rows: list[tuple[Any, ...]], columns: list[str]) -> str:
+    return json.dumps([dict(zip(columns, r, strict=True)) for r in rows], default=str)

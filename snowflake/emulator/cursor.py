@@ -1,0 +1,294 @@
+"""The emulator's cursor: recognises the statements fakesnow lacks and runs them; passes the rest to fakesnow."""
+
+from __future__ import annotations
+
+import re
+import threading
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+import pyarrow as pa
+import snowflake.connector.errors
+import sqlglot
+from fakesnow.conn import FakeSnowflakeConnection
+from fakesnow.cursor import FakeSnowflakeCursor
+from fakesnow.dialect import parse_one
+from sqlglot import exp
+
+from . import copy as copy_mod
+from . import procedures, stages
+from .stages import StageStorage
+
+
+@dataclass
+class EmulatorContext:
+    """What every session of this emulator shares."""
+
+    storage: StageStorage
+    host: str = "127.0.0.1"
+    port: int = 0
+    user: str = "emulator"
+    password: str = "emulator"  # noqa: S105 - the local emulator accepts any credentials
+    call_depth: threading.local = field(default_factory=threading.local)
+
+
+CONTEXT: EmulatorContext | None = None
+
+_COMMENTS = re.compile(r"^\s*(?:(?:--[^\n]*\n)|(?:/\*.*?\*/)|\s)*", re.DOTALL)
+
+
+def strip_leading_comments(sql: str) -> str:
+    return _COMMENTS.sub("", sql, count=1)
+
+
+def context() -> EmulatorContext:
+    if CONTEXT is None:
+        raise RuntimeError("the emulator is not configured: use snowflake.emulator.server.build()")
+    return CONTEXT
+
+
+class EmulatorCursor(FakeSnowflakeCursor):
+    def execute(
+        self,
+        command: str,
+        params: Any = None,
+        *args: Any,
+        **kwargs: Any,
+    ) -> FakeSnowflakeCursor:
+        sql = strip_leading_comments(command)
+        head = sql[:64].upper()
+        bound = kwargs.get("binding_params") or params
+        try:
+            if re.match(r"ALTER\s+SESSION\s+(SET|UNSET)\s+QUERY_TAG\b", head):
+                return self._query_tag(sql)
+            if re.match(r"CREATE\s+(OR\s+REPLACE\s+)?(SECURE\s+)?(TEMP(ORARY)?\s+)?PROCEDURE\b", head):
+                return self._create_procedure(sql)
+            if re.match(r"DROP\s+PROCEDURE\b", head):
+                return self._status(procedures.ProcedureCatalog(self._duck_conn).drop(sql, *self._db_schema()))
+            if re.match(r"CALL\s", head):
+                return self._call(sql, bound)
+            if re.match(r"(LIST|LS)\s+'?@", head) and self._is_external_list(sql):
+                return self._list(sql)
+            if re.match(r"COPY\s+INTO\s+[^@']", head):
+                handled = self._copy(sql, bound)
+                if handled is not None:
+                    return handled
+            if "VALIDATE" in sql.upper() and re.search(r"\bTABLE\s*\(\s*VALIDATE\s*\(", sql, re.IGNORECASE):
+                return self._validate(sql)
+            if re.search(r"SYSTEM\$CANCEL_ALL_QUERIES", sql, re.IGNORECASE):
+                return self._select("SELECT 'success' AS \"SYSTEM$CANCEL_ALL_QUERIES\"")
+            if re.match(r"SHOW\s+(USER\s+)?PROCEDURES\b", head):
+                return self._show_procedures()
+        except NotImplementedError:
+            pass  # let fakesnow handle it (or say it is not implemented)
+        return super().execute(command, params, *args, **kwargs)
+
+    # -- helpers ----------------------------------------------------------------------------------------------------
+    def _db_schema(self) -> tuple[str | None, str | None]:
+        return self._conn.database, self._conn.schema
+
+    def _select(self, sql: str, params: list[Any] | None = None) -> EmulatorCursor:
+        self._execute(sqlglot.parse_one(sql, read="duckdb"), params)
+        return self
+
+    def _status(self, message: str) -> EmulatorCursor:
+        return self._select("SELECT ? AS status", [message])
+
+    def _arrow(self, table: pa.Table) -> EmulatorCursor:
+        name = "_emu_result_" + uuid.uuid4().hex[:8]
+        self._duck_conn.register(name, table)
+        return self._select(f"SELECT * FROM {name}")
+
+    # -- statements -------------------------------------------------------------------------------------------------
+    def _query_tag(self, sql: str) -> EmulatorCursor:
+        m = re.search(r"QUERY_TAG\s*=\s*'((?:[^']|'')*)'", sql, re.IGNORECASE)
+        self._conn.query_tag = m.group(1).replace("''", "'") if m else None  # type: ignore[attr-defined]
+        return self._select("SELECT 'Statement executed successfully.' AS status")
+
+    def _create_procedure(self, sql: str) -> EmulatorCursor:
+        database, schema = self._db_schema()
+        proc, replace, if_not_exists = procedures.parse_create(sql, database, schema)
+        catalog = procedures.ProcedureCatalog(self._duck_conn)
+        return self._status(catalog.create(proc, replace, if_not_exists))
+
+    def _call(self, sql: str, bound: Any) -> EmulatorCursor:
+        database, schema = self._db_schema()
+        name, raw_args = procedures.parse_call(sql)
+        db, sch, pname = procedures.name_parts(name, database, schema)
+        named = any(n is not None for n, _ in raw_args)
+        proc = procedures.ProcedureCatalog(self._duck_conn).lookup(db, sch, pname, len(raw_args), named)
+
+        # evaluate the argument expressions (and defaults) as SQL, with the caller's bindings
+        by_position: list[str] = []
+        if named:
+            given = {n: text for n, text in raw_args}
+            for a in proc.arguments:
+                if a.name in given:
+                    by_position.append(given[a.name])  # type: ignore[arg-type]
+                elif a.default is not None:
+                    by_position.append(a.default)
+                else:
+                    raise procedures.sql_error(f"SQL compilation error:\nmissing argument {a.name} for {pname}")
+        else:
+            by_position = [t for _, t in raw_args] + [a.default or "NULL" for a in proc.arguments[len(raw_args) :]]
+        values: list[Any] = []
+        if by_position:
+            evaluator = self._conn.cursor()
+            select = "SELECT " + ", ".join(by_position)
+            evaluator.execute(select, bound) if bound else evaluator.execute(select)
+            row = evaluator.fetchone()
+            assert row is not None
+            values = [procedures.coerce(v, a.type) for v, a in zip(row, proc.arguments, strict=True)]  # type: ignore[arg-type]
+
+        session = self._snowpark_session(db, sch)
+        try:
+            result = procedures.run_handler(proc, session, values)
+        finally:
+            session.close()
+        sql_text, params = procedures.result_sql(proc, result)
+        return self._select(sql_text, params)
+
+    def _snowpark_session(self, database: str, schema: str) -> Any:
+        from snowflake.snowpark import Session
+
+        ctx = context()
+        return Session.builder.configs(
+            {
+                "account": "emulator",
+                "user": ctx.user,
+                "password": ctx.password,
+                "host": ctx.host,
+                "port": ctx.port,
+                "protocol": "http",
+                "database": database,
+                "schema": schema,
+                "network_timeout": 3600,
+                "login_timeout": 30,
+            }
+        ).create()
+
+    def _is_external_list(self, sql: str) -> bool:
+        ref = self._list_ref(sql)
+        if ref.startswith("@%") or ref.startswith("@~"):
+            return False
+        _fq, location, _path = stages.resolve_stage(self._duck_conn, ref, *self._db_schema())
+        return stages.is_external(location)
+
+    @staticmethod
+    def _list_ref(sql: str) -> str:
+        m = re.match(r"\s*(?:LIST|LS)\s+'?(@[^\s']+)'?", sql, re.IGNORECASE)
+        assert m
+        return m.group(1)
+
+    def _list(self, sql: str) -> EmulatorCursor:
+        ref = self._list_ref(sql)
+        _fq, location, path = stages.resolve_stage(self._duck_conn, ref, *self._db_schema())
+        pm = re.search(r"PATTERN\s*=>?\s*'((?:[^']|'')*)'", sql, re.IGNORECASE)
+        files = context().storage.list(location, path)
+        if pm:
+            rx = re.compile(pm.group(1).replace("''", "'"))
+            files = [f for f in files if rx.fullmatch(f.url) or rx.fullmatch(f.relative)]
+        table = pa.table(
+            {
+                "name": pa.array([f.url for f in files], pa.string()),
+                "size": pa.array([f.size for f in files], pa.int64()),
+                "md5": pa.array([f.etag for f in files], pa.string()),
+                "last_modified": pa.array(
+                    [f.last_modified.strftime("%a, %d %b %Y %H:%M:%S GMT") for f in files], pa.string()
+                ),
+            }
+        )
+        return self._arrow(table)
+
+    def _copy(self, sql: str, bound: Any) -> EmulatorCursor | None:
+        expression = parse_one(sql)
+        if not isinstance(expression, exp.Copy):
+            return None
+        runner = copy_mod.CopyRunner(self._duck_conn, context().storage)
+        database, schema = self._db_schema()
+        params = list(bound) if isinstance(bound, list | tuple) else bound
+        plan = runner.plan(expression, params, database, schema)
+        job_id = str(uuid.uuid4())
+        rows, columns = runner.run(plan, job_id, in_transaction=bool(self._conn._in_transaction))
+        if plan.validation_mode is None:
+            self._conn.last_copy_job = job_id  # type: ignore[attr-defined]
+        table = pa.Table.from_pylist([dict(zip(columns, r, strict=True)) for r in rows]) if rows else None
+        if table is None:
+            return self._select("SELECT 'Copy executed with 0 files processed.' AS status")
+        self._arrow(table)
+        # the query id of a COPY is its job id, for VALIDATE(JOB_ID => ...)
+        cached = self._conn.results_cache.pop(self._sfqid)  # type: ignore[arg-type]
+        self._sfqid = job_id
+        self._conn.results_cache[job_id] = cached
+        return self
+
+    def _validate(self, sql: str) -> EmulatorCursor:
+        m = re.search(r"VALIDATE\s*\(\s*([\w$.\"]+)\s*,\s*JOB_ID\s*=>\s*'([^']+)'\s*\)", sql, re.IGNORECASE | re.DOTALL)
+        if not m:
+            raise procedures.sql_error("SQL compilation error:\nVALIDATE needs (<table>, JOB_ID => '<id>')", 1003)
+        job_id = m.group(2)
+        if job_id.upper() == "_LAST":
+            last = getattr(self._conn, "last_copy_job", None)
+            if last is None:
+                raise procedures.sql_error(
+                    "Invalid argument: no COPY INTO <table> has run in this session.", 2029, "22023"
+                )
+            job_id = last
+        catalog, _schema, _table = procedures.name_parts(m.group(1), *self._db_schema())
+        rows = copy_mod.CopyRunner(self._duck_conn, context().storage).validate(catalog, job_id)
+        schema = pa.schema(
+            [
+                ("ERROR", pa.string()),
+                ("FILE", pa.string()),
+                ("LINE", pa.int64()),
+                ("CHARACTER", pa.int64()),
+                ("BYTE_OFFSET", pa.int64()),
+                ("CATEGORY", pa.string()),
+                ("CODE", pa.int64()),
+                ("SQL_STATE", pa.string()),
+                ("COLUMN_NAME", pa.string()),
+                ("ROW_NUMBER", pa.int64()),
+                ("ROW_START_LINE", pa.int64()),
+                ("REJECTED_RECORD", pa.string()),
+            ]
+        )
+        table = pa.Table.from_pylist([dict(zip(schema.names, r, strict=True)) for r in rows], schema=schema)
+        # the outer query may project or filter: run it over the rows
+        outer = re.sub(
+            r"TABLE\s*\(\s*VALIDATE\s*\(.*?\)\s*\)", "__VALIDATE__", sql, count=1, flags=re.IGNORECASE | re.DOTALL
+        )
+        name = "_emu_validate_" + uuid.uuid4().hex[:8]
+        self._duck_conn.register(name, table)
+        return self._select(sqlglot.transpile(outer, read="snowflake", write="duckdb")[0].replace("__VALIDATE__", name))
+
+    def _show_procedures(self) -> EmulatorCursor:
+        procs = procedures.ProcedureCatalog(self._duck_conn).list()
+        table = pa.table(
+            {
+                "name": pa.array([p.name for p in procs], pa.string()),
+                "schema_name": pa.array([p.schema for p in procs], pa.string()),
+                "catalog_name": pa.array([p.database for p in procs], pa.string()),
+                "arguments": pa.array(
+                    [f"{p.name}({', '.join(a.type for a in p.arguments)}) RETURN {p.returns}" for p in procs],
+                    pa.string(),
+                ),
+                "language": pa.array(["PYTHON"] * len(procs), pa.string()),
+            }
+        )
+        return self._arrow(table)
+
+
+def _cursor(self: FakeSnowflakeConnection, cursor_class: Any = None) -> FakeSnowflakeCursor:
+    from snowflake.connector.cursor import DictCursor
+
+    return EmulatorCursor(conn=self, duck_conn=self._duck_conn, use_dict_result=cursor_class == DictCursor)
+
+
+def install() -> None:
+    """Make every fakesnow connection in this process use the emulator's cursor."""
+    FakeSnowflakeConnection.cursor = _cursor  # type: ignore[method-assign,assignment]
+
+
+def error(msg: str) -> snowflake.connector.errors.ProgrammingError:
+    return procedures.sql_error(msg)

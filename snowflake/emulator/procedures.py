@@ -1,0 +1,413 @@
+"""Python stored procedures for the emulator: ``CREATE PROCEDURE ... LANGUAGE PYTHON``, ``DROP PROCEDURE``, ``CALL``.
+
+A procedure's definition is kept in the emulator's catalogue (it survives restarts). ``CALL`` evaluates the
+arguments as SQL, opens a Snowpark session connected back to the emulator (same database and schema as the
+caller, as an owner's-rights procedure would see them), runs ``handler(session, *args)`` and returns its value as
+a one-column result named after the procedure, typed by the ``RETURNS`` clause.
+
+The handler runs under the same rules as Snowflake's Python sandbox: it may import the standard library,
+``snowflake.snowpark`` and the packages named in ``PACKAGES``/``IMPORTS``, and nothing else.
+"""
+
+from __future__ import annotations
+
+import builtins
+import datetime as dt
+import json
+import linecache
+import re
+import sys
+import traceback
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import snowflake.connector.errors
+
+TABLE = "_fs_global._emulator.procedures"
+SETUP_SQL = f"""
+CREATE SCHEMA IF NOT EXISTS _fs_global._emulator;
+CREATE TABLE IF NOT EXISTS {TABLE} (
+    database_name VARCHAR, schema_name VARCHAR, name VARCHAR, signature VARCHAR, definition VARCHAR,
+    created_on TIMESTAMP, PRIMARY KEY (database_name, schema_name, name, signature)
+);
+"""
+
+CREATE_RX = re.compile(
+    r"^\s*CREATE\s+(?P<replace>OR\s+REPLACE\s+)?(?:SECURE\s+)?(?:TEMP(?:ORARY)?\s+)?PROCEDURE\s+"
+    r"(?P<exists>IF\s+NOT\s+EXISTS\s+)?(?P<name>[\w$.\"]+)\s*\(",
+    re.IGNORECASE | re.DOTALL,
+)
+CALL_RX = re.compile(r"^\s*CALL\s+(?P<name>[\w$.\"]+)\s*\((?P<args>.*)\)\s*;?\s*$", re.IGNORECASE | re.DOTALL)
+DROP_RX = re.compile(
+    r"^\s*DROP\s+PROCEDURE\s+(?P<exists>IF\s+EXISTS\s+)?(?P<name>[\w$.\"]+)\s*\((?P<args>[^)]*)\)\s*;?\s*$",
+    re.IGNORECASE | re.DOTALL,
+)
+
+
+def first(result: Any) -> Any:
+    """The first row of a DuckDB result (or None), consuming the whole result so the connection is free again."""
+    rows = result.fetchall()
+    return rows[0] if rows else None
+
+
+def sql_error(msg: str, errno: int = 2003, sqlstate: str = "42000") -> snowflake.connector.errors.ProgrammingError:
+    return snowflake.connector.errors.ProgrammingError(msg=msg, errno=errno, sqlstate=sqlstate)
+
+
+@dataclass
+class Argument:
+    name: str
+    type: str
+    default: str | None  # SQL text of the default, if any
+
+
+@dataclass
+class Procedure:
+    database: str
+    schema: str
+    name: str
+    arguments: list[Argument]
+    returns: str
+    handler: str
+    body: str
+    packages: list[str]
+    language: str = "PYTHON"
+
+    @property
+    def signature(self) -> str:
+        return ",".join(base_type(a.type) for a in self.arguments)
+
+    @property
+    def required(self) -> int:
+        return sum(1 for a in self.arguments if a.default is None)
+
+
+def base_type(t: str) -> str:
+    t = t.strip().upper()
+    t = re.sub(r"\(.*\)", "", t).strip()
+    return {
+        "STRING": "VARCHAR",
+        "TEXT": "VARCHAR",
+        "CHAR": "VARCHAR",
+        "INT": "NUMBER",
+        "INTEGER": "NUMBER",
+        "BIGINT": "NUMBER",
+        "DECIMAL": "NUMBER",
+        "DOUBLE": "FLOAT",
+        "REAL": "FLOAT",
+    }.get(t, t)
+
+
+def split_top_level(text: str, sep: str = ",") -> list[str]:
+    """Split on ``sep`` outside quotes, $$ blocks and parentheses."""
+    parts, depth, buf, i, quote = [], 0, [], 0, ""
+    while i < len(text):
+        ch = text[i]
+        if quote:
+            buf.append(ch)
+            if text.startswith(quote, i):
+                if quote == "'" and text.startswith("''", i):
+                    buf.append("'")
+                    i += 2
+                    continue
+                if len(quote) == 2:
+                    buf.append(text[i + 1])
+                    i += 1
+                quote = ""
+            i += 1
+            continue
+        if text.startswith("$$", i):
+            quote = "$$"
+            buf.append("$$")
+            i += 2
+            continue
+        if ch in "'\"":
+            quote = ch
+        elif ch == "(":
+            depth += 1
+        elif ch == ")":
+            depth -= 1
+        elif ch == sep and depth == 0:
+            parts.append("".join(buf).strip())
+            buf = []
+            i += 1
+            continue
+        buf.append(ch)
+        i += 1
+    if "".join(buf).strip():
+        parts.append("".join(buf).strip())
+    return parts
+
+
+def _matching_paren(text: str, start: int) -> int:
+    depth, quote, i = 0, "", start
+    while i < len(text):
+        ch = text[i]
+        if quote:
+            if ch == quote:
+                quote = ""
+        elif ch == "'":
+            quote = ch
+        elif ch == "(":
+            depth += 1
+        elif ch == ")":
+            depth -= 1
+            if depth == 0:
+                return i
+        i += 1
+    raise sql_error("SQL compilation error:\nsyntax error: unbalanced parentheses in procedure signature", 1003)
+
+
+def name_parts(name: str, database: str | None, schema: str | None) -> tuple[str, str, str]:
+    parts = [p.strip('"') if p.startswith('"') else p.upper() for p in name.split(".")]
+    if len(parts) == 1:
+        if not database or not schema:
+            raise sql_error(
+                "Cannot perform CALL. This session does not have a current schema. Call 'USE SCHEMA', or use a "
+                "qualified name.",
+                90106,
+                "22000",
+            )
+        return database, schema, parts[0]
+    if len(parts) == 2:
+        if not database:
+            raise sql_error("Cannot perform CALL. This session does not have a current database.", 90105, "22000")
+        return database, parts[0], parts[1]
+    return parts[0], parts[1], parts[2]
+
+
+def parse_create(sql: str, database: str | None, schema: str | None) -> tuple[Procedure, bool, bool]:
+    """Parse CREATE PROCEDURE. Returns (procedure, or_replace, if_not_exists)."""
+    m = CREATE_RX.match(sql)
+    if not m:
+        raise sql_error("SQL compilation error:\nsyntax error in CREATE PROCEDURE", 1003)
+    open_paren = m.end() - 1
+    close_paren = _matching_paren(sql, open_paren)
+    arguments = []
+    for arg in split_top_level(sql[open_paren + 1 : close_paren]):
+        am = re.match(r"^\s*(\"[^\"]+\"|\w+)\s+(.+?)(?:\s+DEFAULT\s+(.+))?\s*$", arg, re.IGNORECASE | re.DOTALL)
+        if not am:
+            raise sql_error(f"SQL compilation error:\nsyntax error in procedure argument '{arg}'", 1003)
+        arguments.append(Argument(am.group(1).strip('"').upper(), am.group(2).strip(), am.group(3)))
+    rest = sql[close_paren + 1 :]
+    body_m = re.search(r"\bAS\s*\$\$(.*)\$\$\s*;?\s*$", rest, re.IGNORECASE | re.DOTALL)
+    if not body_m:
+        body_m = re.search(r"\bAS\s*'((?:[^']|'')*)'\s*;?\s*$", rest, re.IGNORECASE | re.DOTALL)
+        if not body_m:
+            raise sql_error("SQL compilation error:\nCREATE PROCEDURE needs a body: AS $$ ... $$", 1003)
+        body = body_m.group(1).replace("''", "'")
+    else:
+        body = body_m.group(1)
+    head = rest[: body_m.start()]
+    returns_m = re.search(r"\bRETURNS\s+(TABLE\s*\(.*?\)|[\w]+(?:\s*\([\d,\s]*\))?)", head, re.IGNORECASE | re.DOTALL)
+    lang_m = re.search(r"\bLANGUAGE\s+(\w+)", head, re.IGNORECASE)
+    handler_m = re.search(r"\bHANDLER\s*=\s*'([^']+)'", head, re.IGNORECASE)
+    packages_m = re.search(r"\bPACKAGES\s*=\s*\(([^)]*)\)", head, re.IGNORECASE)
+    if not returns_m:
+        raise sql_error("SQL compilation error:\nCREATE PROCEDURE needs RETURNS <type>", 1003)
+    language = (lang_m.group(1) if lang_m else "SQL").upper()
+    if language != "PYTHON":
+        raise NotImplementedError(f"procedures in LANGUAGE {language} (the emulator runs Python handlers)")
+    if not handler_m:
+        raise sql_error("SQL compilation error:\nHANDLER is required for a Python procedure", 1003)
+    packages = [p.strip().strip("'\"") for p in packages_m.group(1).split(",")] if packages_m else []
+    if not any(p.split("==")[0].lower() == "snowflake-snowpark-python" for p in packages):
+        raise sql_error(
+            "SQL compilation error:\nPython stored procedures need PACKAGES = ('snowflake-snowpark-python')", 1003
+        )
+    db, sch, name = name_parts(m.group("name"), database, schema)
+    proc = Procedure(
+        database=db,
+        schema=sch,
+        name=name,
+        arguments=arguments,
+        returns=re.sub(r"\s+", " ", returns_m.group(1).strip()).upper(),
+        handler=handler_m.group(1),
+        body=body,
+        packages=packages,
+    )
+    return proc, bool(m.group("replace")), bool(m.group("exists"))
+
+
+class ProcedureCatalog:
+    def __init__(self, duck_conn: Any):
+        self.duck = duck_conn
+
+    def create(self, proc: Procedure, replace: bool, if_not_exists: bool) -> str:
+        compile(proc.body, f"<procedure {proc.name}>", "exec")  # a syntax error fails the CREATE, as in Snowflake
+        exists = first(
+            self.duck.execute(
+                f"SELECT 1 FROM {TABLE} WHERE database_name = ? AND schema_name = ? AND name = ? AND signature = ?",
+                [proc.database, proc.schema, proc.name, proc.signature],
+            )
+        )
+        if exists and if_not_exists:
+            return f"{proc.name} already exists, statement succeeded."
+        if exists and not replace:
+            raise sql_error(f"SQL compilation error:\nObject '{proc.name}' already exists.", 2002, "42710")
+        self.duck.execute(
+            f"INSERT OR REPLACE INTO {TABLE} VALUES (?, ?, ?, ?, ?, ?)",
+            [
+                proc.database,
+                proc.schema,
+                proc.name,
+                proc.signature,
+                json.dumps(asdict(proc)),
+                dt.datetime.now(dt.UTC).replace(tzinfo=None),
+            ],
+        )
+        return f"Function {proc.name} successfully created."
+
+    def drop(self, sql: str, database: str | None, schema: str | None) -> str:
+        m = DROP_RX.match(sql)
+        if not m:
+            raise sql_error("SQL compilation error:\nsyntax error in DROP PROCEDURE", 1003)
+        db, sch, name = name_parts(m.group("name"), database, schema)
+        signature = ",".join(base_type(t) for t in split_top_level(m.group("args")))
+        deleted = first(
+            self.duck.execute(
+                f"DELETE FROM {TABLE} WHERE database_name = ? AND schema_name = ? AND name = ? AND signature = ?",
+                [db, sch, name, signature],
+            )
+        )
+        if not (deleted and deleted[0]) and not m.group("exists"):
+            raise sql_error(
+                f"SQL compilation error:\nProcedure '{db}.{sch}.{name}({signature})' does not exist or not authorized."
+            )
+        return f"{name} successfully dropped."
+
+    def lookup(self, db: str, sch: str, name: str, n_args: int, named: bool) -> Procedure:
+        rows = self.duck.execute(
+            f"SELECT definition FROM {TABLE} WHERE database_name = ? AND schema_name = ? AND name = ?",
+            [db, sch, name],
+        ).fetchall()
+        candidates = []
+        for (definition,) in rows:
+            d = json.loads(definition)
+            d["arguments"] = [Argument(**a) for a in d["arguments"]]
+            p = Procedure(**d)
+            if p.required <= n_args <= len(p.arguments):
+                candidates.append(p)
+        if not candidates:
+            raise sql_error(f"SQL compilation error:\nUnknown user-defined function {db}.{sch}.{name}.", 2141, "42601")
+        candidates.sort(key=lambda p: len(p.arguments))
+        return candidates[0]
+
+    def list(self) -> list[Procedure]:
+        out = []
+        for (definition,) in self.duck.execute(f"SELECT definition FROM {TABLE} ORDER BY 1").fetchall():
+            d = json.loads(definition)
+            d["arguments"] = [Argument(**a) for a in d["arguments"]]
+            out.append(Procedure(**d))
+        return out
+
+
+def parse_call(sql: str) -> tuple[str, list[tuple[str | None, str]]]:
+    m = CALL_RX.match(sql)
+    if not m:
+        raise sql_error("SQL compilation error:\nsyntax error in CALL", 1003)
+    args: list[tuple[str | None, str]] = []
+    for a in split_top_level(m.group("args")):
+        nm = re.match(r"^\s*(\w+)\s*=>\s*(.+)$", a, re.DOTALL)
+        args.append((nm.group(1).upper(), nm.group(2)) if nm else (None, a))
+    return m.group("name"), args
+
+
+def coerce(value: Any, sql_type: str) -> Any:
+    t = base_type(sql_type)
+    if value is None:
+        return None
+    if t in {"ARRAY", "OBJECT", "VARIANT"} and isinstance(value, str):
+        try:
+            return json.loads(value)
+        except ValueError:
+            return value
+    if t == "NUMBER" and not re.search(r",\s*[1-9]", sql_type):
+        return int(value)
+    if t == "FLOAT":
+        return float(value)
+    if t == "BOOLEAN":
+        return bool(value)
+    if t == "VARCHAR":
+        return str(value)
+    return value
+
+
+def allowed_import_roots(packages: list[str]) -> set[str]:
+    roots = set(sys.stdlib_module_names) | {"snowflake", "_snowflake"}
+    for p in packages:
+        name = re.split(r"[=<>!~ ]", p.strip(), maxsplit=1)[0].lower()
+        if name == "snowflake-snowpark-python":
+            continue
+        roots.add(name.replace("-", "_"))
+    return roots
+
+
+def load_handler(proc: Procedure) -> Any:
+    """Compile the procedure body as a module whose imports are limited to what Snowflake's sandbox allows."""
+    filename = f"<procedure {proc.database}.{proc.schema}.{proc.name}>"
+    linecache.cache[filename] = (len(proc.body), None, proc.body.splitlines(True), filename)
+    allowed = allowed_import_roots(proc.packages)
+    real_import = builtins.__import__
+
+    def sandbox_import(name: str, globals: Any = None, locals: Any = None, fromlist: Any = (), level: int = 0) -> Any:
+        root = name.split(".")[0]
+        if level == 0 and root not in allowed:
+            raise ModuleNotFoundError(
+                f"No module named '{name}'. Snowflake's Python sandbox provides the standard library and the "
+                "packages listed in PACKAGES only.",
+                name=name,
+            )
+        return real_import(name, globals, locals, fromlist, level)
+
+    sandbox_builtins = dict(vars(builtins))
+    sandbox_builtins["__import__"] = sandbox_import
+    namespace: dict[str, Any] = {"__name__": f"procedure_{proc.name.lower()}", "__builtins__": sandbox_builtins}
+    exec(compile(proc.body, filename, "exec"), namespace)  # noqa: S102 - the emulator runs procedure handlers
+    handler = namespace.get(proc.handler)
+    if not callable(handler):
+        raise sql_error(
+            f"Python Interpreter Error:\nHandler '{proc.handler}' is not defined in procedure {proc.name}",
+            100357,
+            "P0000",
+        )
+    return handler
+
+
+def run_handler(proc: Procedure, session: Any, args: list[Any]) -> Any:
+    try:
+        handler = load_handler(proc)
+        return handler(session, *args)
+    except snowflake.connector.errors.ProgrammingError as e:
+        if e.errno == 100357:
+            raise
+        raise _interpreter_error(proc) from None
+    except Exception:
+        raise _interpreter_error(proc) from None
+
+
+def _interpreter_error(proc: Procedure) -> snowflake.connector.errors.ProgrammingError:
+    tb = traceback.format_exc()
+    return sql_error(
+        f"Python Interpreter Error:\n{tb}in function {proc.name} with handler {proc.handler}", 100357, "P0000"
+    )
+
+
+def result_sql(proc: Procedure, value: Any) -> tuple[str, list[Any]]:
+    """A SELECT returning ``value`` as the CALL's one-column result, typed by RETURNS."""
+    column = '"' + proc.name.replace('"', '""') + '"'
+    t = base_type(proc.returns)
+    if t in {"VARIANT", "OBJECT", "ARRAY"}:
+        return f"SELECT CAST(? AS JSON) AS {column}", [None if value is None else json.dumps(value, default=str)]
+    if t == "NUMBER":
+        scale = re.search(r",\s*(\d+)", proc.returns)
+        if scale and int(scale.group(1)) > 0:
+            return f"SELECT CAST(? AS DOUBLE) AS {column}", [value]
+        return f"SELECT CAST(? AS BIGINT) AS {column}", [value]
+    if t == "FLOAT":
+        return f"SELECT CAST(? AS DOUBLE) AS {column}", [value]
+    if t == "BOOLEAN":
+        return f"SELECT CAST(? AS BOOLEAN) AS {column}", [value]
+    if t in {"DATE", "TIMESTAMP_NTZ", "TIMESTAMP", "TIMESTAMP_LTZ", "TIMESTAMP_TZ"}:
+        return f"SELECT CAST(? AS TIMESTAMP) AS {column}", [value]
+    return f"SELECT CAST(? AS VARCHAR) AS {column}", [None if value is None else str(value)]
