@@ -20,6 +20,7 @@ differs from the number of fields the load expects are rejected also in loads wi
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import math
@@ -160,16 +161,14 @@ class CsvFormat:
             elif name == "EMPTY_FIELD_AS_NULL":
                 f.empty_field_as_null = v in {"TRUE", "1"}
             elif name == "COMPRESSION":
-                f.compression = {"AUTO": "auto", "AUTO_DETECT": "auto", "GZIP": "gzip", "NONE": "none"}.get(v, "")
+                f.compression = {"AUTO": "auto", "AUTO_DETECT": "auto", "GZIP": "gzip", "NONE": "none"}.get(str(v), "")
                 if not f.compression:
                     raise NotImplementedError(f"COMPRESSION={value}")
             elif name == "ERROR_ON_COLUMN_COUNT_MISMATCH":
                 f.error_on_column_count_mismatch = v in {"TRUE", "1"}
             elif name == "TRIM_SPACE":
                 f.trim_space = v in {"TRUE", "1"}
-            elif name == "ESCAPE_UNENCLOSED_FIELD" and v == "NONE":
-                continue
-            elif name == "ESCAPE" and v == "NONE":
+            elif (name == "ESCAPE_UNENCLOSED_FIELD" and v == "NONE") or (name == "ESCAPE" and v == "NONE"):
                 continue
             else:
                 raise NotImplementedError(f"FILE_FORMAT option {name}={value} in the emulator")
@@ -322,9 +321,13 @@ class CopyRunner:
                 force = value.sql().upper() in {"TRUE", "1"}
             elif name == "VALIDATION_MODE":
                 validation_mode = value.name.upper()
-            elif name in {"PURGE", "RETURN_FAILED_ONLY", "TRUNCATECOLUMNS", "ENFORCE_LENGTH", "LOAD_UNCERTAIN_FILES"}:
-                continue
-            elif name == "MATCH_BY_COLUMN_NAME" and value.name.upper() == "NONE":
+            elif name in {
+                "PURGE",
+                "RETURN_FAILED_ONLY",
+                "TRUNCATECOLUMNS",
+                "ENFORCE_LENGTH",
+                "LOAD_UNCERTAIN_FILES",
+            } or (name == "MATCH_BY_COLUMN_NAME" and value.name.upper() == "NONE"):
                 continue
             else:
                 raise NotImplementedError(f"COPY option {name} in the emulator")
@@ -487,7 +490,7 @@ class CopyRunner:
             ],
         )
         # fakesnow's INFORMATION_SCHEMA.LOAD_HISTORY view reads this table
-        try:
+        with contextlib.suppress(duckdb.Error):
             self.duck.execute(
                 f'INSERT INTO "{plan.catalog}"._fs_information_schema._fs_load_history '
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -507,8 +510,6 @@ class CopyRunner:
                     o.error_limit,
                 ],
             )
-        except duckdb.Error:
-            pass
 
     def _value_sql(self, plan: CopyPlan, f: StagedFile) -> list[tuple[str, set[int]]]:
         """For each target column: DuckDB SQL of its value as text-or-typed expression, and the fields it reads."""
@@ -718,7 +719,7 @@ class CopyRunner:
         mode = plan.validation_mode or ""
         if mode.startswith("RETURN_") and mode.endswith("_ROWS"):
             raise NotImplementedError("VALIDATION_MODE=RETURN_n_ROWS")
-        limit = "" if mode == "RETURN_ALL_ERRORS" else ""
+        limit = "LIMIT 100" if mode == "RETURN_ERRORS" else ""
         rows = self.duck.execute(
             f"SELECT error, file, line, character, byte_offset, category, code, sql_state, column_name, row_number, "
             f"row_start_line, rejected_record FROM {errors_table(plan.catalog)} WHERE job_id = ? ORDER BY file, line {limit}",

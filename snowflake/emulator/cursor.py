@@ -38,8 +38,13 @@ CONTEXT: EmulatorContext | None = None
 _COMMENTS = re.compile(r"^\s*(?:(?:--[^\n]*\n)|(?:/\*.*?\*/)|\s)*", re.DOTALL)
 
 
-def strip_leading_comments(sql: str) -> str:
-    return _COMMENTS.sub("", sql, count=1)
+_TRAILING = re.compile(r"(?:\s|;|--[^\n]*$|/\*(?:(?!\*/).)*\*/)*\Z", re.DOTALL)
+
+
+def strip_comments(sql: str) -> str:
+    """The statement without leading and trailing comments (dbt adds its query comment at either end)."""
+    sql = _COMMENTS.sub("", sql, count=1)
+    return _TRAILING.sub("", sql, count=1)
 
 
 def context() -> EmulatorContext:
@@ -56,7 +61,7 @@ class EmulatorCursor(FakeSnowflakeCursor):
         *args: Any,
         **kwargs: Any,
     ) -> FakeSnowflakeCursor:
-        sql = strip_leading_comments(command)
+        sql = strip_comments(command)
         head = sql[:64].upper()
         bound = kwargs.get("binding_params") or params
         try:
@@ -82,6 +87,11 @@ class EmulatorCursor(FakeSnowflakeCursor):
                 return self._show_procedures()
         except NotImplementedError:
             pass  # let fakesnow handle it (or say it is not implemented)
+        except snowflake.connector.errors.Error:
+            raise
+        except Exception as e:
+            # never answer HTTP 500 (the connector would retry for minutes): report it as a SQL error
+            raise procedures.sql_error(f"Emulator error: {type(e).__name__}: {e}", 100000, "XX000") from e
         return super().execute(command, params, *args, **kwargs)
 
     # -- helpers ----------------------------------------------------------------------------------------------------
@@ -218,8 +228,9 @@ class EmulatorCursor(FakeSnowflakeCursor):
             return self._select("SELECT 'Copy executed with 0 files processed.' AS status")
         self._arrow(table)
         # the query id of a COPY is its job id, for VALIDATE(JOB_ID => ...)
-        cached = self._conn.results_cache.pop(self._sfqid)  # type: ignore[arg-type]
-        self._sfqid = job_id
+        assert self._sfqid is not None
+        cached = self._conn.results_cache.pop(self._sfqid)
+        self._sfqid = job_id  # type: ignore[assignment]
         self._conn.results_cache[job_id] = cached
         return self
 

@@ -234,7 +234,15 @@ class ProcedureCatalog:
         self.duck = duck_conn
 
     def create(self, proc: Procedure, replace: bool, if_not_exists: bool) -> str:
-        compile(proc.body, f"<procedure {proc.name}>", "exec")  # a syntax error fails the CREATE, as in Snowflake
+        try:  # a syntax error fails the CREATE, as in Snowflake
+            compile(proc.body, f"<procedure {proc.name}>", "exec")
+        except SyntaxError as e:
+            raise sql_error(
+                f"Python Interpreter Error:\n{type(e).__name__}: {e.msg} (line {e.lineno})\n"
+                f"in function {proc.name} with handler {proc.handler}",
+                100357,
+                "P0000",
+            ) from None
         exists = first(
             self.duck.execute(
                 f"SELECT 1 FROM {TABLE} WHERE database_name = ? AND schema_name = ? AND name = ? AND signature = ?",

@@ -108,7 +108,7 @@ class StageStorage:
 
     def _iter_local(self, root: Path, base: str, prefix: str, url_prefix: str | None) -> Iterator[StagedFile]:
         full_prefix = base + prefix
-        start = root / os.path.dirname(full_prefix) if "/" in full_prefix else root
+        start = root / full_prefix.rsplit("/", 1)[0] if "/" in full_prefix else root
         if not start.is_dir():
             return
         for dirpath, dirnames, filenames in os.walk(start):

@@ -1,0 +1,63 @@
+# netflix-elt: `make run` runs the whole pipeline on a local stack; `make test` runs every test.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+UV := $(VENV)/bin/uv
+STAMP := $(VENV)/.installed
+CLI := $(VENV)/bin/netflix-elt
+SCALE ?= ml-32m
+
+.DEFAULT_GOAL := help
+.PHONY: help install run test lint typecheck unit up down status reset generate bench lock clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+$(STAMP): requirements.lock pyproject.toml
+	@command -v $(PYTHON) >/dev/null || { echo "Python 3.11 is required ($(PYTHON) not found)"; exit 1; }
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@$(PY) -m pip install --quiet --disable-pip-version-check "uv==0.13.9"
+	$(UV) pip sync --quiet --python $(PY) requirements.lock
+	$(UV) pip install --quiet --python $(PY) --no-deps -e .
+	@touch $(STAMP)
+
+install: $(STAMP) ## create .venv and install the locked dependencies
+
+run: install ## start the local stack and run the whole pipeline, then print a summary
+	$(CLI) run
+
+up: install ## start the local S3 server and Snowflake emulator
+	$(CLI) up
+
+down: ## stop the local stack (keeps its state in .stack/)
+	@if [ -x $(CLI) ]; then $(CLI) down; fi
+
+status: install ## show the local stack
+	$(CLI) status
+
+reset: install ## stop the local stack and delete its state
+	$(CLI) reset
+
+generate: install ## write synthetic MovieLens files into data/generated (SCALE=small|...)
+	$(CLI) generate --scale $(if $(filter ml-32m,$(SCALE)),small,$(SCALE))
+
+lint: install ## ruff (lint + format check)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+typecheck: install ## mypy
+	$(VENV)/bin/mypy netflix_elt snowflake/emulator
+
+test: install lint typecheck ## install, lint, type-check and run every test (tests start the servers they need)
+	$(VENV)/bin/pytest
+
+bench: install ## benchmarks (SCALE=ml-32m by default)
+	$(PY) benchmarks/generate_bench.py --scale $(SCALE)
+
+lock: ## re-resolve requirements.lock from pyproject.toml
+	@test -x $(UV) || { $(PYTHON) -m venv $(VENV) && $(PY) -m pip install --quiet "uv==0.13.9"; }
+	$(UV) pip compile pyproject.toml --extra dev --python-version 3.11 --no-header -o requirements.lock
+
+clean: down ## remove the venv, local state and generated data
+	rm -rf $(VENV) .stack data .pytest_cache .mypy_cache .ruff_cache

