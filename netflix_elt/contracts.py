@@ -246,3 +246,64 @@ def _valid_date(yyyymmdd: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+# -- where files live on the stage ---------------------------------------------------------------------------------
+#
+# The uploader writes every landing file under a key that says what it is, when it was uploaded and what it
+# contains, so that the load procedure can work from LIST alone (it cannot read object metadata):
+#
+#     <dataset>/<uploaded at, UTC>_<first 16 hex digits of the file's sha256>/<file name>
+#     ratings/20261130T061502Z_3f2a9c0d1e4b5a6f/ratings_20240721.csv
+#
+# A large file is split into gzip-compressed parts for parallel COPY; each part keeps the source file's name:
+#
+#     ratings/20261130T061502Z_3f2a9c0d1e4b5a6f/ratings.csv.part0001.csv.gz
+#
+# The tracking table reports per source file (the key without the ``.partNNNN.csv.gz`` suffix).
+
+STAGE_KEY_PATTERN = re.compile(
+    r"^(?P<dataset>" + "|".join(re.escape(d) for d in DATASETS) + r")/"
+    r"(?P<uploaded_at>\d{8}T\d{6}Z)_(?P<checksum>[0-9a-f]{16})/"
+    r"(?P<name>[^/]+?)(?:\.part(?P<part>\d{4})\.csv\.gz)?$"
+)
+CHECKSUM_HEX_DIGITS = 16
+
+
+@dataclass(frozen=True)
+class StageKey:
+    """A parsed stage key (relative to the stage's location)."""
+
+    key: str
+    dataset: str
+    uploaded_at: str  # YYYYMMDDTHHMMSSZ
+    checksum: str  # first 16 hex digits of the source file's sha256
+    name: str  # the source (landing) file name
+    part: int | None  # part number of a split file, else None
+
+    @property
+    def source_key(self) -> str:
+        """Key of the source file this object belongs to (itself, unless it is a part)."""
+        return f"{self.dataset}/{self.uploaded_at}_{self.checksum}/{self.name}"
+
+
+def stage_key(dataset: str, uploaded_at: str, sha256_hex: str, name: str, part: int | None = None) -> str:
+    """The stage key of a landing file (or of one part of it)."""
+    key = f"{dataset}/{uploaded_at}_{sha256_hex[:CHECKSUM_HEX_DIGITS]}/{name}"
+    return key if part is None else f"{key}.part{part:04d}.csv.gz"
+
+
+def parse_stage_key(key: str) -> StageKey | None:
+    m = STAGE_KEY_PATTERN.match(key)
+    named = match_file_name(m.group("name")) if m else None
+    if m is None or named is None or named.contract.dataset != m.group("dataset"):
+        return None
+    part = m.group("part")
+    return StageKey(
+        key=key,
+        dataset=m.group("dataset"),
+        uploaded_at=m.group("uploaded_at"),
+        checksum=m.group("checksum"),
+        name=m.group("name"),
+        part=int(part) if part else None,
+    )

@@ -108,3 +108,25 @@ def test_real_grouplens_sample_satisfies_the_contracts(sample_dir: Path) -> None
                 keys.add(key)
         counts[c.dataset] = n
     assert counts == {"links": 9742, "movies": 9742, "ratings": 100836, "tags": 3683}
+
+
+def test_stage_keys_round_trip() -> None:
+    sha = "3f2a9c0d1e4b5a6f" + "0" * 48
+    key = contracts.stage_key("ratings", "20261130T061502Z", sha, "ratings_20240721.csv")
+    assert key == "ratings/20261130T061502Z_3f2a9c0d1e4b5a6f/ratings_20240721.csv"
+    parsed = contracts.parse_stage_key(key)
+    assert parsed is not None
+    assert (parsed.dataset, parsed.checksum, parsed.name, parsed.part) == (
+        "ratings",
+        "3f2a9c0d1e4b5a6f",
+        "ratings_20240721.csv",
+        None,
+    )
+    part = contracts.stage_key("ratings", "20261130T061502Z", sha, "ratings.csv", part=3)
+    assert part == "ratings/20261130T061502Z_3f2a9c0d1e4b5a6f/ratings.csv.part0003.csv.gz"
+    p = contracts.parse_stage_key(part)
+    assert p is not None and p.part == 3 and p.name == "ratings.csv"
+    assert p.source_key == "ratings/20261130T061502Z_3f2a9c0d1e4b5a6f/ratings.csv"
+    # a dataset folder must hold files of that dataset; other keys are not ours
+    assert contracts.parse_stage_key("movies/20261130T061502Z_3f2a9c0d1e4b5a6f/ratings.csv") is None
+    assert contracts.parse_stage_key("ratings/ratings.csv") is None
