@@ -71,7 +71,34 @@ def build(
     storage.register_filesystem(instance.duck_conn)
     cursor.CONTEXT = cursor.EmulatorContext(storage=storage, host=host, port=port)
     cursor.install()
-    return fs_server.app
+    return _app()
+
+
+async def _login(request: Any) -> Any:
+    """fakesnow's login, plus the master token real Snowflake returns: without one the connector's close() fails
+    before it marks the connection closed, and Snowpark then retries closing it at interpreter exit."""
+    import json
+
+    from starlette.responses import JSONResponse
+
+    response = await fs_server.login_request(request)
+    body = json.loads(response.body)
+    if body.get("success"):
+        body["data"]["masterToken"] = "master-" + body["data"]["token"]
+        body["data"]["validityInSeconds"] = 3600
+        body["data"]["masterValidityInSeconds"] = 14400
+    return JSONResponse(body)
+
+
+def _app() -> Any:
+    from starlette.applications import Starlette
+    from starlette.routing import Route
+
+    routes = [
+        Route(r.path, _login, methods=["POST"]) if r.path == "/session/v1/login-request" else r
+        for r in fs_server.routes
+    ]
+    return Starlette(routes=routes)
 
 
 def serve(host: str, port: int, state_dir: Path | None, s3: S3Settings, log_level: str = "warning") -> None:
