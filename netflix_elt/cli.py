@@ -6,7 +6,6 @@ import argparse
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 from . import contracts
 from .config import Settings
@@ -23,7 +22,12 @@ Local stack (no cloud account needed):
 
 Data and pipeline:
   netflix-elt generate  write synthetic MovieLens files (see generate --help)
-  netflix-elt run       start the stack, generate data if the landing directory is empty, and run the pipeline
+  netflix-elt deploy    create or migrate the Snowflake objects (schemachange deploy of migrations/)
+  netflix-elt upload    check landing files against the contracts and upload them to the stage's S3 location
+  netflix-elt load      CALL RAW.LOAD_RAW_FILES: load new staged files into RAW
+  netflix-elt status    the local stack, and what is staged, loaded and rejected
+  netflix-elt run       all of it: start the stack, generate data if the landing directory is empty, deploy,
+                        upload, load
 
 Settings come from the environment or a .env file; see netflix_elt/config.py.
 """
@@ -39,22 +43,47 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(func=cmd_up)
     p = sub.add_parser("down", help="stop the local stack (keeps its state)")
     p.set_defaults(func=cmd_down)
-    p = sub.add_parser("status", help="show the local stack's services")
+    p = sub.add_parser("status", help="show the local stack, and what is staged, loaded and rejected")
     p.set_defaults(func=cmd_status)
     p = sub.add_parser("reset", help="stop the local stack and delete its state")
     p.set_defaults(func=cmd_reset)
     p = sub.add_parser("env", help="print shell exports that point clients at the local stack")
     p.set_defaults(func=cmd_env)
 
+    from uploader import register_cli as register_upload
+
     from . import generate
 
     generate.register_cli(sub)
+    register_upload(sub)
+
+    p = sub.add_parser(
+        "deploy",
+        help="create or migrate the Snowflake objects with schemachange",
+        description="Run `schemachange deploy` on migrations/ against the target (the local emulator by default, a "
+        "real account when SNOWFLAKE_ACCOUNT is set). Re-running it applies nothing new.",
+    )
+    p.add_argument("--dry-run", action="store_true", help="show what would be applied")
+    p.set_defaults(func=cmd_deploy)
+
+    p = sub.add_parser(
+        "load",
+        help="CALL RAW.LOAD_RAW_FILES: load new staged files into RAW",
+        description="Load staged files that are not loaded yet into their RAW tables and print the summary.",
+    )
+    p.add_argument("files", nargs="*", help="stage keys to load (default: every new staged file)")
+    p.add_argument("--full-refresh", action="store_true", help="empty RAW and reload every staged file")
+    p.add_argument("--dataset", action="append", choices=contracts.DATASETS, help="only these datasets")
+    p.add_argument("--dry-run", action="store_true", help="say what would be loaded, change nothing")
+    p.add_argument("--json", action="store_true", help="print the procedure's JSON result")
+    p.set_defaults(func=cmd_load)
 
     p = sub.add_parser(
         "run",
         help="run the whole pipeline on the local stack",
-        description="Start the local stack, generate data into the landing directory if it is empty, upload the "
-        "landing files to the stage's S3 location and check the emulator sees every one of them.",
+        description="Start the local stack, generate data into the landing directory if it is empty, deploy the "
+        "Snowflake objects, upload the landing files and load them into RAW, then print a summary. Running it "
+        "again loads only what is new.",
     )
     p.add_argument(
         "--landing", type=Path, default=Path("data/landing"), help="landing directory (default: %(default)s)"
@@ -90,7 +119,27 @@ def cmd_down(_args: argparse.Namespace) -> int:
 
 
 def cmd_status(_args: argparse.Namespace) -> int:
-    _print_status(LocalStack())
+    from . import pipeline
+
+    if pipeline.is_local():
+        stack = LocalStack()
+        _print_status(stack)
+        if not all(s["running"] for s in stack.status().values()):
+            return 0
+    try:
+        st = pipeline.status()
+    except Exception as e:
+        print(f"pipeline status unavailable: {str(e).splitlines()[0]} (run `netflix-elt deploy` first?)")
+        return 0
+    print(f"\nstaged objects: {st['staged_objects']}")
+    print(
+        f"  {'dataset':<14} {'files':>6} {'loaded':>7} {'partial':>8} {'failed':>7} {'dup':>5} {'rows loaded':>13} {'rejected':>9}"
+    )
+    for d in st["datasets"]:
+        print(
+            f"  {d['dataset']:<14} {d['files']:>6} {d['loaded']:>7} {d['partial']:>8} {d['failed']:>7} "
+            f"{d['duplicate']:>5} {d['rows_loaded']:>13,} {d['rows_rejected']:>9,}"
+        )
     return 0
 
 
@@ -113,8 +162,31 @@ def _print_status(stack: LocalStack) -> None:
         print(f"  {name:<10} {state:<8} 127.0.0.1:{s['port']:<6} pid {s['pid'] or '-':<8} log {s['log']}")
 
 
+def cmd_deploy(args: argparse.Namespace) -> int:
+    from . import pipeline
+
+    if pipeline.is_local():
+        LocalStack().up()
+    proc = pipeline.deploy(dry_run=args.dry_run)
+    return 0 if proc.returncode == 0 else 1
+
+
+def cmd_load(args: argparse.Namespace) -> int:
+    import json
+
+    from . import pipeline
+
+    if pipeline.is_local():
+        LocalStack().up()
+    summary = pipeline.load(args.files or None, args.full_refresh, args.dataset, args.dry_run)
+    print(json.dumps(summary, indent=2) if args.json else pipeline.format_load_summary(summary))
+    return 1 if summary["status"] == "FAILED" else 0
+
+
 def cmd_run(args: argparse.Namespace) -> int:
-    from . import generate
+    from uploader import upload
+
+    from . import generate, pipeline
 
     settings = Settings.from_env()
     stack = LocalStack(settings)
@@ -135,54 +207,51 @@ def cmd_run(args: argparse.Namespace) -> int:
         steps.append(("generate data", f"skipped: {len(existing)} files already in {landing}", 0.0))
 
     t = time.monotonic()
-    uploaded, skipped = _upload(stack, settings, existing)
-    steps.append(("upload to S3", f"{uploaded} uploaded, {skipped} already there", time.monotonic() - t))
+    proc = pipeline.deploy(settings, quiet=True)
+    if proc.returncode != 0:
+        print(proc.stdout + proc.stderr, file=sys.stderr)
+        raise StackError("schemachange deploy failed (output above)")
+    steps.append(("deploy (schemachange)", f"{pipeline.applied_scripts(proc)} scripts applied", time.monotonic() - t))
 
     t = time.monotonic()
-    staged = _list_stage(stack, settings)
-    missing = {p.name for p in existing} - {row[0].rsplit("/", 1)[-1] for row in staged}
-    steps.append(("check stage", f"{len(staged)} files visible through LIST @stage", time.monotonic() - t))
+    report = upload(
+        landing, bucket=settings.bucket, prefix=settings.prefix, s3_client=stack.s3_client(), progress=False
+    )
+    new = sum(1 for f in report.files if f.status == "uploaded")
+    already = sum(1 for f in report.files if f.status == "already uploaded")
+    steps.append(("upload to S3", f"{new} uploaded, {already} already there", time.monotonic() - t))
+
+    t = time.monotonic()
+    summary = pipeline.load(settings=settings)
+    totals = summary["totals"]
+    steps.append(
+        (
+            "load into RAW",
+            f"{totals['loaded'] + totals['partially_loaded']} files, {totals['rows_loaded']:,} rows, "
+            f"{totals['rows_rejected']:,} rejected",
+            time.monotonic() - t,
+        )
+    )
 
     print()
     print("netflix-elt run")
-    print("=" * 72)
+    print("=" * 78)
     for name, detail, seconds in steps:
-        print(f"  {name:<20} {seconds:7.1f} s   {detail}")
-    print("-" * 72)
+        print(f"  {name:<22} {seconds:7.1f} s   {detail}")
+    print("-" * 78)
     print(f"  landing files: {landing.resolve()}")
     print(f"  stage:         {settings.stage_url} (S3 endpoint {settings.s3_endpoint})")
     print(f"  emulator:      127.0.0.1:{settings.snowflake_port}, database {settings.database}")
-    if missing:
-        print(f"  NOT visible on the stage: {', '.join(sorted(missing))}")
-        return 1
-    print("  every landing file is staged and visible to Snowflake.")
-    return 0
-
-
-def _upload(stack: LocalStack, settings: Settings, files: list[Path]) -> tuple[int, int]:
-    s3 = stack.s3_client()
-    uploaded = skipped = 0
-    for path in files:
-        dataset = contracts.contract_for(path.name).contract.dataset
-        key = f"{settings.prefix}{dataset}/{path.name}"
-        try:
-            head: dict[str, Any] = s3.head_object(Bucket=settings.bucket, Key=key)
-            if head["ContentLength"] == path.stat().st_size:
-                skipped += 1
-                continue
-        except s3.exceptions.ClientError:
-            pass
-        s3.upload_file(str(path), settings.bucket, key)
-        uploaded += 1
-    return uploaded, skipped
-
-
-def _list_stage(stack: LocalStack, settings: Settings) -> list[tuple[Any, ...]]:
-    with stack.connect(schema="PUBLIC") as conn:
+    print()
+    print("  " + pipeline.format_load_summary(summary).replace("\n", "\n  "))
+    print()
+    print(f"  {'RAW table':<22} {'rows':>12}")
+    with pipeline.connect(settings) as conn:
         cur = conn.cursor()
-        cur.execute(f"CREATE TEMPORARY STAGE IF NOT EXISTS LANDING_CHECK URL = '{settings.stage_url}'")
-        cur.execute("LIST @LANDING_CHECK")
-        return list(cur.fetchall())
+        for c in contracts.CONTRACTS.values():
+            cur.execute(f"SELECT COUNT(*) FROM {c.qualified_raw_table}")
+            print(f"  {c.qualified_raw_table:<22} {cur.fetchone()[0]:>12,}")
+    return 1 if summary["status"] == "FAILED" else 0
 
 
 if __name__ == "__main__":  # pragma: no cover

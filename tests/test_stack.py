@@ -116,16 +116,21 @@ def test_credentials_are_generated_locally_and_not_in_the_repo(stack: LocalStack
             assert creds["AWS_SECRET_ACCESS_KEY"] not in text, path
 
 
-def test_make_run_pipeline_generates_uploads_and_stages(cli_env: dict[str, str], tmp_path: Path) -> None:
+def test_run_pipeline_deploys_uploads_loads_and_reruns_cleanly(cli_env: dict[str, str]) -> None:
     try:
         first = cli(cli_env, "run", "--scale", "tiny", timeout=600)
         assert first.returncode == 0, first.stdout + first.stderr
-        assert "every landing file is staged and visible to Snowflake" in first.stdout
-        assert "6 uploaded" in first.stdout
+        assert "SUCCESS: 6 file(s) loaded" in first.stdout
+        assert "6 uploaded, 0 already there" in first.stdout
+        assert "7 scripts applied" in first.stdout
         second = cli(cli_env, "run", "--scale", "tiny", timeout=600)
         assert second.returncode == 0, second.stdout + second.stderr
         assert "0 uploaded, 6 already there" in second.stdout
-        assert "skipped: 6 files already in" in second.stdout
+        assert "0 scripts applied" in second.stdout
+        assert "NOTHING_TO_LOAD" in second.stdout
+        status = cli(cli_env, "status")
+        assert "staged objects: 6" in status.stdout, status.stdout
+        assert "ratings" in status.stdout
     finally:
         cli(cli_env, "down")
 

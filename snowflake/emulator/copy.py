@@ -124,6 +124,10 @@ STRUCTURAL_ERRORS = {
 MAX_LINE_SIZE = 16 * 1024 * 1024 + 1024
 
 
+class FileReadError(Exception):
+    """A staged file could not be read at all (e.g. corrupt compression)."""
+
+
 def copy_error(msg: str, errno: int = 100038, sqlstate: str = "22018") -> snowflake.connector.errors.ProgrammingError:
     return snowflake.connector.errors.ProgrammingError(msg=msg, errno=errno, sqlstate=sqlstate)
 
@@ -231,6 +235,7 @@ class FileOutcome:
 
 @dataclass
 class CopyPlan:
+    ref: str  # SQL reference of the target table
     catalog: str
     schema: str
     table: str
@@ -263,7 +268,8 @@ class CopyRunner:
         catalog = (target.catalog or database or "").upper()
         tschema = (target.db or schema or "").upper()
         table = target.name if target.this.args.get("quoted") else target.name.upper()
-        described = self._describe(catalog, tschema, table)
+        target_ref = self._table_ref(catalog, tschema, table)
+        described = self._describe(target_ref, f"{catalog}.{tschema}.{table}")
         if column_list is not None:
             by_name = {c.name.upper(): c for c in described}
             missing = [c for c in column_list if c.upper() not in by_name]
@@ -346,6 +352,7 @@ class CopyRunner:
             inline_options = {**lookup_file_format(self.duck, str(format_name), database, schema), **inline_options}
         fmt = CsvFormat.from_options(inline_options)
         return CopyPlan(
+            target_ref,
             catalog,
             tschema,
             table,
@@ -368,12 +375,22 @@ class CopyRunner:
             return str(params.pop(0) if isinstance(params, list) else params)
         return value.name
 
-    def _describe(self, catalog: str, schema: str, table: str) -> list[TargetColumn]:
+    def _table_ref(self, catalog: str, schema: str, table: str) -> str:
+        """SQL reference of the target: a temporary table of that name shadows the permanent one."""
+        temp = first(
+            self.duck.execute(
+                "SELECT 1 FROM duckdb_tables() WHERE temporary AND table_name = ? LIMIT 1",
+                [table],
+            )
+        )
+        return f'temp.main."{table}"' if temp else f'"{catalog}"."{schema}"."{table}"'
+
+    def _describe(self, ref: str, display: str) -> list[TargetColumn]:
         try:
-            rows = self.duck.execute(f'DESCRIBE "{catalog}"."{schema}"."{table}"').fetchall()
+            rows = self.duck.execute(f"DESCRIBE {ref}").fetchall()
         except duckdb.CatalogException:
             raise copy_error(
-                f"SQL compilation error:\nTable '{catalog}.{schema}.{table}' does not exist or not authorized.",
+                f"SQL compilation error:\nTable '{display}' does not exist or not authorized.",
                 2003,
                 "42S02",
             ) from None
@@ -426,7 +443,15 @@ class CopyRunner:
                 if file_tx:
                     self.duck.begin()
                 try:
-                    outcome = self._load_file(plan, f, job_id)
+                    try:
+                        outcome = self._load_file(plan, f, job_id)
+                    except FileReadError as e:
+                        # DuckDB aborts the transaction on a read error: start the file's transaction again
+                        if not file_tx:
+                            raise copy_error(str(e), 100069, "22000") from None
+                        self.duck.rollback()
+                        self.duck.begin()
+                        outcome = self._file_failed(plan, f, job_id, str(e))
                     if plan.validation_mode is None:
                         self._record_history(plan, outcome, job_id)
                 except BaseException:
@@ -552,6 +577,8 @@ class CopyRunner:
         raw, rejects, scan, gaps = (f"_emu_raw_{tag}", f"_emu_rej_{tag}", f"_emu_scan_{tag}", f"_emu_gap_{tag}")
         fmt = plan.fmt
         created: list[str] = []
+        if f.relative.endswith(".gz") and fmt.compression in {"auto", "gzip"}:
+            _check_gzip(f)
         try:
             try:
                 self.duck.execute(
@@ -560,7 +587,7 @@ class CopyRunner:
                 )
                 created += [raw, rejects, scan]
             except duckdb.Error as e:
-                return self._file_failed(plan, f, job_id, _file_error_message(f, e))
+                raise FileReadError(_file_error_message(f, e)) from e
 
             structural = first(self.duck.execute(f"SELECT count(*) FROM {rejects}"))[0]
             if structural:
@@ -648,7 +675,7 @@ class CopyRunner:
                 vals = ", ".join(f"v{i}" for i in range(1, len(plan.columns) + 1))
                 res = first(
                     self.duck.execute(
-                        f'INSERT INTO "{plan.catalog}"."{plan.schema}"."{plan.table}" ({cols}) '
+                        f"INSERT INTO {plan.ref} ({cols}) "
                         f"SELECT {vals} FROM ({flagged}) WHERE NOT ({any_err}) ORDER BY _rn"
                     )
                 )
@@ -794,6 +821,25 @@ def _file_error_message(f: StagedFile, e: Exception) -> str:
     if f.relative.endswith(".gz") and ("gzip" in text.lower() or "compress" in text.lower() or "eof" in text.lower()):
         return f"Invalid data encountered during decompression for file: '{f.relative}',compression type used: 'GZIP', cause: '{text}'"
     return f"Error parsing file '{f.relative}': {text}"
+
+
+def _check_gzip(f: StagedFile) -> None:
+    """Snowflake refuses a corrupt or truncated gzip file as a whole; DuckDB's reader may not notice a truncation."""
+    import gzip
+    import zlib
+    from pathlib import Path
+
+    if not Path(f.read_path).is_file():
+        return
+    try:
+        with gzip.open(f.read_path, "rb") as g:
+            while g.read(8 << 20):
+                pass
+    except (OSError, EOFError, zlib.error) as e:
+        raise FileReadError(
+            f"Invalid data encountered during decompression for file: '{f.relative}', compression type used: "
+            f"'GZIP', cause: '{e}'"
+        ) from None
 
 
 def _internal_name(f: StagedFile) -> str:

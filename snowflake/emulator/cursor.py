@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 import threading
 import uuid
@@ -16,8 +17,8 @@ from fakesnow.cursor import FakeSnowflakeCursor
 from fakesnow.dialect import parse_one
 from sqlglot import exp
 
+from . import access, procedures, stages
 from . import copy as copy_mod
-from . import procedures, stages
 from .stages import StageStorage
 
 
@@ -65,6 +66,15 @@ class EmulatorCursor(FakeSnowflakeCursor):
         head = sql[:64].upper()
         bound = kwargs.get("binding_params") or params
         try:
+            if access.STATEMENT_RX.match(sql):
+                columns, rows = access.AccessCatalog(self._duck_conn, *self._db_schema()).execute(sql)
+                return self._rows(columns, rows)
+            if re.match(r"CREATE\s+(OR\s+REPLACE\s+)?(TRANSIENT\s+)?SCHEMA\b", head) and re.search(
+                r"\bWITH\s+MANAGED\s+ACCESS\b", sql, re.IGNORECASE
+            ):
+                # managed access only changes who may grant; the schema is the same
+                command = re.sub(r"\s+WITH\s+MANAGED\s+ACCESS\b", "", sql, flags=re.IGNORECASE)
+                return super().execute(command, params, *args, **kwargs)
             if re.match(r"ALTER\s+SESSION\s+(SET|UNSET)\s+QUERY_TAG\b", head):
                 return self._query_tag(sql)
             if re.match(r"CREATE\s+(OR\s+REPLACE\s+)?(SECURE\s+)?(TEMP(ORARY)?\s+)?PROCEDURE\b", head):
@@ -90,6 +100,7 @@ class EmulatorCursor(FakeSnowflakeCursor):
         except snowflake.connector.errors.Error:
             raise
         except Exception as e:
+            logging.getLogger("snowflake.emulator").exception("emulator error in %s", sql[:200])
             # never answer HTTP 500 (the connector would retry for minutes): report it as a SQL error
             raise procedures.sql_error(f"Emulator error: {type(e).__name__}: {e}", 100000, "XX000") from e
         return super().execute(command, params, *args, **kwargs)
@@ -104,6 +115,11 @@ class EmulatorCursor(FakeSnowflakeCursor):
 
     def _status(self, message: str) -> EmulatorCursor:
         return self._select("SELECT ? AS status", [message])
+
+    def _rows(self, columns: list[str], rows: list[tuple[Any, ...]]) -> EmulatorCursor:
+        if rows:
+            return self._arrow(pa.Table.from_pylist([dict(zip(columns, r, strict=True)) for r in rows]))
+        return self._arrow(pa.table({c: pa.array([], pa.string()) for c in columns}))
 
     def _arrow(self, table: pa.Table) -> EmulatorCursor:
         name = "_emu_result_" + uuid.uuid4().hex[:8]
@@ -145,7 +161,7 @@ class EmulatorCursor(FakeSnowflakeCursor):
         values: list[Any] = []
         if by_position:
             evaluator = self._conn.cursor()
-            select = "SELECT " + ", ".join(by_position)
+            select = "SELECT " + ", ".join(f"({e}) AS ARG{i}" for i, e in enumerate(by_position))
             evaluator.execute(select, bound) if bound else evaluator.execute(select)
             row = evaluator.fetchone()
             assert row is not None

@@ -18,6 +18,7 @@ import linecache
 import re
 import sys
 import traceback
+import types
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -370,9 +371,13 @@ def load_handler(proc: Procedure) -> Any:
 
     sandbox_builtins = dict(vars(builtins))
     sandbox_builtins["__import__"] = sandbox_import
-    namespace: dict[str, Any] = {"__name__": f"procedure_{proc.name.lower()}", "__builtins__": sandbox_builtins}
-    exec(compile(proc.body, filename, "exec"), namespace)  # noqa: S102 - the emulator runs procedure handlers
-    handler = namespace.get(proc.handler)
+    # a real module, as Snowflake imports inline handler code (dataclasses and pickling look modules up)
+    module = types.ModuleType(f"_procedure_{proc.database}_{proc.schema}_{proc.name}".lower())
+    module.__dict__["__builtins__"] = sandbox_builtins
+    module.__file__ = filename
+    sys.modules[module.__name__] = module
+    exec(compile(proc.body, filename, "exec"), module.__dict__)  # noqa: S102 - the emulator runs procedure handlers
+    handler = getattr(module, proc.handler, None)
     if not callable(handler):
         raise sql_error(
             f"Python Interpreter Error:\nHandler '{proc.handler}' is not defined in procedure {proc.name}",

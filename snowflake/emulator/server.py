@@ -18,7 +18,7 @@ from fakesnow.instance import GLOBAL_DATABASE_NAME, FakeSnow
 from fakesnow.transforms import show
 from fakesnow.transforms import stage as fs_stage
 
-from . import cursor, procedures
+from . import access, cursor, procedures
 from .stages import S3Settings, StageStorage
 
 log = logging.getLogger("snowflake.emulator")
@@ -44,6 +44,7 @@ class PersistentFakeSnow(FakeSnow):
         self.duck_conn.execute(show.fs_global_creation_sql())
         self.duck_conn.execute("SET GLOBAL TimeZone = 'UTC'")
         self.duck_conn.execute(procedures.SETUP_SQL)
+        self.duck_conn.execute(access.SETUP_SQL)
         if databases:
             for db_file in sorted(databases.glob("*.db")):
                 name = db_file.stem

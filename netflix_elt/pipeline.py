@@ -1,0 +1,206 @@
+"""Pipeline steps as the CLI and the DAG run them: deploy (schemachange), load (CALL the procedure), status.
+
+Targets: the local stack by default; a real Snowflake account when ``SNOWFLAKE_ACCOUNT`` is set to anything but
+``emulator`` (credentials from ``SNOWFLAKE_USER`` and ``SNOWFLAKE_PASSWORD`` or ``SNOWFLAKE_PRIVATE_KEY_PATH``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from . import contracts
+from .config import LOCAL_ACCOUNT, Settings
+from .stack import LocalStack
+
+REPO = Path(__file__).resolve().parent.parent
+MIGRATIONS = REPO / "migrations"
+
+
+def is_local() -> bool:
+    return os.environ.get("SNOWFLAKE_ACCOUNT", LOCAL_ACCOUNT) in ("", LOCAL_ACCOUNT)
+
+
+def target_env(settings: Settings | None = None) -> dict[str, str]:
+    """Environment for schemachange and dbt: the local stack's, or the caller's own for a real account."""
+    settings = settings or Settings.from_env()
+    env = dict(os.environ)
+    if is_local():
+        env.update(LocalStack(settings).env())
+    env.setdefault("SNOWFLAKE_DATABASE", settings.database)
+    env.setdefault("SNOWFLAKE_WAREHOUSE", settings.warehouse)
+    env.setdefault("NETFLIX_ELT_STAGE_URL", settings.stage_url)
+    env.setdefault("SNOWFLAKE_NETWORK_TIMEOUT", "600")
+    return env
+
+
+@contextmanager
+def connect(settings: Settings | None = None, **overrides: Any) -> Iterator[Any]:
+    """A connector connection to the target (local emulator or real account), schema RAW."""
+    settings = settings or Settings.from_env()
+    if is_local():
+        conn = LocalStack(settings).connect(schema="RAW", **overrides)
+    else:
+        import snowflake.connector
+
+        params: dict[str, Any] = {
+            "account": os.environ["SNOWFLAKE_ACCOUNT"],
+            "user": os.environ["SNOWFLAKE_USER"],
+            "database": settings.database,
+            "schema": "RAW",
+            "warehouse": settings.warehouse,
+            "network_timeout": 3600,
+        }
+        if role := os.environ.get("SNOWFLAKE_ROLE"):
+            params["role"] = role
+        if key := os.environ.get("SNOWFLAKE_PRIVATE_KEY_PATH"):
+            params["private_key_file"] = key
+        else:
+            params["password"] = os.environ.get("SNOWFLAKE_PASSWORD", "")
+        params.update(overrides)
+        conn = snowflake.connector.connect(**params)
+    try:
+        yield conn
+    finally:
+        conn.close()
+
+
+def deploy(
+    settings: Settings | None = None, dry_run: bool = False, quiet: bool = False
+) -> subprocess.CompletedProcess[str]:
+    """Run ``schemachange deploy`` with the project's configuration against the target."""
+    settings = settings or Settings.from_env()
+    env = target_env(settings)
+    if is_local():
+        # schemachange keeps its change history inside the database; the emulator creates it on first login
+        with connect(settings):
+            pass
+    argv = [
+        str(Path(sys.executable).parent / "schemachange"),
+        "deploy",
+        "--config-folder",
+        str(MIGRATIONS),
+        "--schemachange-root-folder",
+        str(MIGRATIONS),
+        "--schemachange-modules-folder",
+        str(REPO),
+    ]
+    if dry_run:
+        argv.append("--schemachange-dry-run")
+    proc = subprocess.run(argv, env=env, cwd=REPO, capture_output=True, text=True)
+    if not quiet:
+        sys.stdout.write(_schemachange_lines(proc.stdout + proc.stderr))
+    return proc
+
+
+def _schemachange_lines(output: str) -> str:
+    """The lines of schemachange's log that say what happened."""
+    import re
+
+    keep = []
+    for line in output.splitlines():
+        plain = re.sub(r"\x1b\[[0-9;]*m", "", line)
+        if any(k in plain for k in ("Applying", "Completed", "error", "Error", "Skipping")):
+            keep.append("  " + plain.split("] ", 1)[-1].strip())
+    return "\n".join(keep) + ("\n" if keep else "")
+
+
+def applied_scripts(proc: subprocess.CompletedProcess[str]) -> int | None:
+    import re
+
+    m = re.search(r"scripts_applied\S*?=\S*?(\d+)", re.sub(r"\x1b\[[0-9;]*m", "", proc.stdout + proc.stderr))
+    return int(m.group(1)) if m else None
+
+
+def load(
+    files: Sequence[str] | None = None,
+    full_refresh: bool = False,
+    datasets: Sequence[str] | None = None,
+    dry_run: bool = False,
+    settings: Settings | None = None,
+) -> dict[str, Any]:
+    """CALL RAW.LOAD_RAW_FILES and return its summary."""
+    sql, params = load_call_sql(files, full_refresh, datasets, dry_run)
+    with connect(settings) as conn:
+        cur = conn.cursor()
+        cur.execute(sql, params)
+        row = cur.fetchone()
+    value = row[0]
+    return json.loads(value) if isinstance(value, str) else value
+
+
+def load_call_sql(
+    files: Sequence[str] | None = None,
+    full_refresh: bool = False,
+    datasets: Sequence[str] | None = None,
+    dry_run: bool = False,
+) -> tuple[str, tuple[Any, ...]]:
+    """The CALL statement (with bound parameters) that loads the given files (all new files when None)."""
+    files_sql = "PARSE_JSON(%s)" if files else "NULL"
+    datasets_sql = "PARSE_JSON(%s)" if datasets else "NULL"
+    params: list[Any] = []
+    if files:
+        params.append(json.dumps(list(files)))
+    if datasets:
+        params.append(json.dumps(list(datasets)))
+    sql = (
+        f"CALL RAW.LOAD_RAW_FILES({files_sql}, {'TRUE' if full_refresh else 'FALSE'}, {datasets_sql}, "
+        f"{'TRUE' if dry_run else 'FALSE'})"
+    )
+    return sql, tuple(params)
+
+
+def format_load_summary(summary: dict[str, Any]) -> str:
+    lines = [f"{summary['status']}: {summary['message']}", ""]
+    files = summary.get("files", [])
+    if files:
+        lines.append(f"  {'file':<64} {'status':<17} {'parsed':>10} {'loaded':>10} {'rejected':>9}")
+        for f in files:
+            lines.append(
+                f"  {f['file']:<64} {f['status']:<17} {f['rows_parsed']:>10,} {f['rows_loaded']:>10,} "
+                f"{f['rows_rejected']:>9,}"
+            )
+            if f.get("first_error"):
+                lines.append(f"      first error: {f['first_error']}")
+            if f.get("duplicate_of"):
+                lines.append(f"      same content as {f['duplicate_of']}")
+    lines.append(f"  load id {summary['load_id']}, {summary['seconds']:.1f} s")
+    return "\n".join(lines)
+
+
+def status(settings: Settings | None = None) -> dict[str, Any]:
+    """What is staged, loaded and rejected, per dataset."""
+    with connect(settings) as conn:
+        cur = conn.cursor()
+        cur.execute("LIST @RAW.LANDING")
+        staged = sum(1 for r in cur.fetchall() if contracts.parse_stage_key("/".join(r[0].split("/")[-3:])))
+        cur.execute(
+            "SELECT DATASET, COUNT(*), COUNT_IF(STATUS = 'LOADED'), COUNT_IF(STATUS = 'PARTIALLY_LOADED'), "
+            "COUNT_IF(STATUS = 'FAILED'), COUNT_IF(STATUS = 'DUPLICATE'), COUNT_IF(STATUS = 'LOADING'), "
+            "COALESCE(SUM(ROWS_LOADED), 0), COALESCE(SUM(ROWS_REJECTED), 0), MAX(FINISHED_AT) "
+            "FROM RAW.LOAD_TRACKING GROUP BY DATASET ORDER BY DATASET"
+        )
+        rows = cur.fetchall()
+    cols = [
+        "dataset",
+        "files",
+        "loaded",
+        "partial",
+        "failed",
+        "duplicate",
+        "loading",
+        "rows_loaded",
+        "rows_rejected",
+        "last_load",
+    ]
+    datasets = [dict(zip(cols, r, strict=True)) for r in rows]
+    for d in datasets:  # sums come back as floats from some backends
+        for k in cols[1:-1]:
+            d[k] = int(d[k] or 0)
+    return {"staged_objects": staged, "datasets": datasets}

@@ -1,0 +1,374 @@
+"""RAW.LOAD_RAW_FILES: load staged MovieLens files into the RAW tables, incrementally and exactly once.
+
+A Snowpark Python stored procedure handler: ``main(session, files, full_refresh, datasets, dry_run)``.
+Deployed by ``migrations/R__load_raw_files.sql``, which inlines ``netflix_elt/contracts.py`` and then this file
+into the procedure body; run locally, it imports the contracts module instead. Standard library and Snowpark only.
+
+For each source file on the stage (``<dataset>/<uploaded-at>_<checksum>/<name>``, possibly split into parts):
+
+1. skip it if LOAD_TRACKING already has it, or has the same content (checksum) loaded under another key
+   (recorded as DUPLICATE);
+2. claim it in LOAD_TRACKING (status LOADING with this CALL's load id) with a MERGE, so two CALLs at once
+   never load the same file; a claim older than STALE_CLAIM_MINUTES is taken over;
+3. COPY INTO its RAW table with ON_ERROR = CONTINUE, filling the lineage columns;
+4. if rows were rejected, re-read the file with VALIDATION_MODE = RETURN_ALL_ERRORS into LOAD_REJECTS (file,
+   line, column, error, the rejected line), so that rows parsed = rows loaded + rows rejected;
+5. record the outcome in LOAD_TRACKING.
+
+One file's failure does not stop the others. The result is a JSON summary: per file dataset, status, rows
+parsed/loaded/rejected and first error, totals, and a one-line message.
+"""
+
+import datetime
+import time
+import types
+import uuid
+
+try:
+    from netflix_elt import contracts
+except ModuleNotFoundError:  # inside Snowflake: the contracts module is inlined above this handler
+    contracts = types.SimpleNamespace(**globals())  # type: ignore[assignment]
+
+STAGE = "RAW.LANDING"
+FILE_FORMAT = "RAW.CSV_MOVIELENS"
+TRACKING = "RAW.LOAD_TRACKING"
+REJECTS = "RAW.LOAD_REJECTS"
+STALE_CLAIM_MINUTES = 60
+DONE = ("LOADED", "PARTIALLY_LOADED", "DUPLICATE")
+
+
+def main(session, files=None, full_refresh=False, datasets=None, dry_run=False):  # type: ignore[no-untyped-def]
+    started = time.time()
+    load_id = datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:8]
+    wanted = _datasets(datasets)
+    sources, ignored = _discover(session, files, wanted)
+
+    if full_refresh and not dry_run:
+        _truncate(session, wanted)
+
+    tracked = _tracked(session, sources)
+    loaded_checksums = _loaded_checksums(session, sources)
+    plan, results = [], []
+    for key in sorted(sources):
+        src = sources[key]
+        row = tracked.get(key)
+        if row is not None and row["STATUS"] in DONE:
+            continue  # already handled by an earlier CALL
+        duplicate_of = loaded_checksums.get(src["checksum"])
+        if duplicate_of and duplicate_of != key:
+            results.append(_result(src, "DUPLICATE", duplicate_of=duplicate_of))
+            if not dry_run:
+                _record_duplicate(session, src, duplicate_of, load_id)
+            continue
+        if row is not None and row["STATUS"] == "LOADING" and not row["STALE"]:
+            results.append(_result(src, "SKIPPED", first_error=f"being loaded by {row['LOAD_ID']}"))
+            continue
+        plan.append(src)
+        loaded_checksums.setdefault(src["checksum"], key)
+
+    if dry_run:
+        results += [_result(src, "WOULD_LOAD") for src in plan]
+        return _summary(load_id, results, ignored, started, dry_run=True, full_refresh=full_refresh)
+
+    for src in _claim(session, plan, load_id):
+        results.append(_load(session, src, load_id, force=bool(full_refresh)))
+    return _summary(load_id, results, ignored, started, dry_run=False, full_refresh=full_refresh)
+
+
+# -- discovery ---------------------------------------------------------------------------------------------------
+
+
+def _datasets(datasets):  # type: ignore[no-untyped-def]
+    if not datasets:
+        return list(contracts.DATASETS)
+    if isinstance(datasets, str):
+        datasets = [datasets]
+    unknown = [d for d in datasets if d not in contracts.CONTRACTS]
+    if unknown:
+        raise ValueError(f"unknown dataset(s) {', '.join(unknown)}; expected some of: {', '.join(contracts.DATASETS)}")
+    return list(datasets)
+
+
+def _discover(session, files, wanted):  # type: ignore[no-untyped-def]
+    """Source files to consider: {source key: {dataset, name, checksum, objects: [(key, size)]}}."""
+    objects = []
+    if files:
+        for f in [files] if isinstance(files, str) else files:
+            objects.append((str(f).lstrip("/"), None))
+    else:
+        for row in session.sql(f"LIST @{STAGE}").collect():
+            objects.append((_relative(row[0]), int(row[1])))
+    sources, ignored = {}, []
+    for key, size in objects:
+        parsed = contracts.parse_stage_key(key) if key else None
+        if parsed is None:
+            ignored.append(key)
+            continue
+        if parsed.dataset not in wanted:
+            continue
+        src = sources.setdefault(
+            parsed.source_key,
+            {
+                "key": parsed.source_key,
+                "dataset": parsed.dataset,
+                "name": parsed.name,
+                "checksum": parsed.checksum,
+                "objects": [],
+                "size": 0,
+            },
+        )
+        src["objects"].append(key)
+        src["size"] += size or 0
+    for src in sources.values():
+        src["objects"].sort()
+    return sources, ignored
+
+
+def _relative(url):  # type: ignore[no-untyped-def]
+    """The stage-relative key of a LIST name (the last three path segments: dataset/upload/file)."""
+    parts = url.split("/")
+    return "/".join(parts[-3:]) if len(parts) >= 3 else url
+
+
+# -- tracking ----------------------------------------------------------------------------------------------------
+
+
+def _q(value):  # type: ignore[no-untyped-def]
+    """A SQL string literal."""
+    if value is None:
+        return "NULL"
+    return "'" + str(value).replace("\\", "\\\\").replace("'", "''") + "'"
+
+
+def _in_list(values):  # type: ignore[no-untyped-def]
+    return ", ".join(_q(v) for v in values) or "NULL"
+
+
+def _tracked(session, sources):  # type: ignore[no-untyped-def]
+    if not sources:
+        return {}
+    rows = session.sql(
+        f"SELECT FILE_KEY, STATUS, LOAD_ID, "
+        f"CLAIMED_AT < DATEADD(minute, -{STALE_CLAIM_MINUTES}, CURRENT_TIMESTAMP()::TIMESTAMP_NTZ) AS STALE "
+        f"FROM {TRACKING} WHERE FILE_KEY IN ({_in_list(sources)})"
+    ).collect()
+    return {r["FILE_KEY"]: r.as_dict() for r in rows}
+
+
+def _loaded_checksums(session, sources):  # type: ignore[no-untyped-def]
+    checksums = {s["checksum"] for s in sources.values()}
+    if not checksums:
+        return {}
+    rows = session.sql(
+        f"SELECT CONTENT_CHECKSUM, MIN(FILE_KEY) AS FILE_KEY FROM {TRACKING} "
+        f"WHERE CONTENT_CHECKSUM IN ({_in_list(sorted(checksums))}) AND STATUS IN ('LOADED', 'PARTIALLY_LOADED') "
+        "GROUP BY CONTENT_CHECKSUM"
+    ).collect()
+    return {r["CONTENT_CHECKSUM"]: r["FILE_KEY"] for r in rows}
+
+
+def _now_sql():  # type: ignore[no-untyped-def]
+    return "CURRENT_TIMESTAMP()::TIMESTAMP_NTZ"
+
+
+def _claim(session, plan, load_id):  # type: ignore[no-untyped-def]
+    """Claim the planned files for this CALL; returns those it got (another CALL may have won some)."""
+    if not plan:
+        return []
+    values = ", ".join(
+        f"({_q(s['key'])}, {_q(s['dataset'])}, {_q(s['name'])}, {_q(s['checksum'])}, {s['size']}, {len(s['objects'])})"
+        for s in plan
+    )
+    stale = f"DATEADD(minute, -{STALE_CLAIM_MINUTES}, {_now_sql()})"
+    session.sql(
+        f"MERGE INTO {TRACKING} t USING (SELECT column1 AS FILE_KEY, column2 AS DATASET, column3 AS FILE_NAME, "
+        f"column4 AS CONTENT_CHECKSUM, column5 AS SIZE_BYTES, column6 AS PARTS FROM VALUES {values}) s "
+        "ON t.FILE_KEY = s.FILE_KEY "
+        f"WHEN MATCHED AND (t.STATUS = 'FAILED' OR (t.STATUS = 'LOADING' AND t.CLAIMED_AT < {stale})) THEN UPDATE SET "
+        f"STATUS = 'LOADING', LOAD_ID = {_q(load_id)}, CLAIMED_AT = {_now_sql()}, ATTEMPTS = t.ATTEMPTS + 1, "
+        "ROWS_PARSED = NULL, ROWS_LOADED = NULL, ROWS_REJECTED = NULL, FIRST_ERROR = NULL, FINISHED_AT = NULL, "
+        "SIZE_BYTES = s.SIZE_BYTES, PARTS = s.PARTS "
+        "WHEN NOT MATCHED THEN INSERT (FILE_KEY, DATASET, FILE_NAME, CONTENT_CHECKSUM, SIZE_BYTES, PARTS, STATUS, "
+        f"LOAD_ID, CLAIMED_AT, ATTEMPTS) VALUES (s.FILE_KEY, s.DATASET, s.FILE_NAME, s.CONTENT_CHECKSUM, s.SIZE_BYTES, "
+        f"s.PARTS, 'LOADING', {_q(load_id)}, {_now_sql()}, 1)"
+    ).collect()
+    mine = {
+        r["FILE_KEY"]
+        for r in session.sql(
+            f"SELECT FILE_KEY FROM {TRACKING} WHERE LOAD_ID = {_q(load_id)} AND STATUS = 'LOADING'"
+        ).collect()
+    }
+    return [s for s in plan if s["key"] in mine]
+
+
+def _record_duplicate(session, src, duplicate_of, load_id):  # type: ignore[no-untyped-def]
+    session.sql(
+        f"MERGE INTO {TRACKING} t USING (SELECT {_q(src['key'])} AS FILE_KEY) s ON t.FILE_KEY = s.FILE_KEY "
+        f"WHEN NOT MATCHED THEN INSERT (FILE_KEY, DATASET, FILE_NAME, CONTENT_CHECKSUM, SIZE_BYTES, PARTS, STATUS, "
+        "DUPLICATE_OF, ROWS_PARSED, ROWS_LOADED, ROWS_REJECTED, LOAD_ID, CLAIMED_AT, FINISHED_AT, ATTEMPTS) VALUES ("
+        f"{_q(src['key'])}, {_q(src['dataset'])}, {_q(src['name'])}, {_q(src['checksum'])}, {src['size']}, "
+        f"{len(src['objects'])}, 'DUPLICATE', {_q(duplicate_of)}, 0, 0, 0, {_q(load_id)}, {_now_sql()}, "
+        f"{_now_sql()}, 1)"
+    ).collect()
+
+
+# -- loading -----------------------------------------------------------------------------------------------------
+
+
+def _load(session, src, load_id, force):  # type: ignore[no-untyped-def]
+    contract = contracts.CONTRACTS[src["dataset"]]
+    table = contract.qualified_raw_table
+    columns = [c.raw_name for c in contract.columns] + [name for name, _ in contracts.LINEAGE_COLUMNS]
+    fields = ", ".join(f"${i}" for i in range(1, len(contract.columns) + 1))
+    files = ", ".join(_q(o) for o in src["objects"])
+    copy = (
+        f"COPY INTO {table} ({', '.join(columns)}) FROM (SELECT {fields}, METADATA$FILENAME, "
+        f"METADATA$FILE_ROW_NUMBER, {_q(load_id)}, {_now_sql()} FROM @{STAGE}) "
+        f"FILES = ({files}) FILE_FORMAT = (FORMAT_NAME = '{FILE_FORMAT}') ON_ERROR = CONTINUE"
+        + (" FORCE = TRUE" if force else "")
+    )
+    session.sql(f"UPDATE {TRACKING} SET STARTED_AT = {_now_sql()} WHERE FILE_KEY = {_q(src['key'])}").collect()
+    parsed = loaded = rejected = 0
+    first_error = None
+    unreadable = False
+    try:
+        rows = [r.as_dict() for r in session.sql(copy).collect()]
+        if rows and "status" in rows[0] and len(rows[0]) == 1:
+            # the load metadata says these objects were loaded already (an earlier CALL committed its COPY but
+            # not its tracking): count what is there rather than loading it twice
+            parsed = loaded = _rows_in_raw(session, table, src["objects"])
+        for r in rows:
+            if "rows_parsed" not in r:
+                continue
+            parsed += int(r["rows_parsed"] or 0)
+            loaded += int(r["rows_loaded"] or 0)
+            if r.get("first_error") and first_error is None:
+                first_error = r["first_error"]
+            # a file COPY could not read at all (e.g. corrupt compression) has no rows to count
+            unreadable = unreadable or (r.get("status") == "LOAD_FAILED" and not r.get("rows_parsed"))
+        rejected = parsed - loaded
+        if rejected:
+            recorded = _record_rejects(session, contract, src, load_id)
+            if recorded != rejected and first_error is None:
+                first_error = f"{rejected} rows rejected, {recorded} recorded"
+        failed = unreadable or (rejected and not loaded)
+        status = "FAILED" if failed else ("PARTIALLY_LOADED" if rejected else "LOADED")
+    except Exception as e:  # one file's failure must not lose the others' results
+        status, first_error = "FAILED", _error_text(e)
+    session.sql(
+        f"UPDATE {TRACKING} SET STATUS = {_q(status)}, ROWS_PARSED = {parsed}, ROWS_LOADED = {loaded}, "
+        f"ROWS_REJECTED = {rejected}, FIRST_ERROR = {_q(first_error)}, FINISHED_AT = {_now_sql()} "
+        f"WHERE FILE_KEY = {_q(src['key'])} AND LOAD_ID = {_q(load_id)}"
+    ).collect()
+    return _result(src, status, parsed, loaded, rejected, first_error)
+
+
+def _rows_in_raw(session, table, objects):  # type: ignore[no-untyped-def]
+    return int(session.sql(f"SELECT COUNT(*) FROM {table} WHERE SOURCE_FILE IN ({_in_list(objects)})").collect()[0][0])
+
+
+def _record_rejects(session, contract, src, load_id):  # type: ignore[no-untyped-def]
+    """Re-read the file in validation mode (which Snowflake allows only without transformation, hence a temporary
+    table shaped like the file) and record every rejected row."""
+    shape = "LOAD_SHAPE_" + contract.raw_table
+    cols = ", ".join(f"{c.raw_name} {c.sql_type}{'' if c.nullable else ' NOT NULL'}" for c in contract.columns)
+    session.sql(f"CREATE OR REPLACE TEMPORARY TABLE {shape} ({cols})").collect()
+    files = ", ".join(_q(o) for o in src["objects"])
+    errors = session.sql(
+        f"COPY INTO {shape} FROM @{STAGE} FILES = ({files}) FILE_FORMAT = (FORMAT_NAME = '{FILE_FORMAT}') "
+        "VALIDATION_MODE = RETURN_ALL_ERRORS"
+    ).collect()
+    session.sql(f"DROP TABLE IF EXISTS {shape}").collect()
+    if not errors:
+        return 0
+    values = []
+    for e in errors:
+        d = {k.upper(): v for k, v in e.as_dict().items()}
+        values.append(
+            f"({_q(load_id)}, {_q(src['key'])}, {_q(_relative(str(d.get('FILE'))))}, {_num(d.get('LINE'))}, "
+            f"{_num(d.get('ROW_NUMBER'))}, {_q(d.get('COLUMN_NAME'))}, {_q(d.get('ERROR'))}, {_num(d.get('CODE'))}, "
+            f"{_q(d.get('REJECTED_RECORD'))}, {_now_sql()})"
+        )
+    for i in range(0, len(values), 1000):
+        session.sql(
+            f"INSERT INTO {REJECTS} (LOAD_ID, FILE_KEY, STAGED_FILE, LINE, ROW_NUMBER, COLUMN_NAME, ERROR, "
+            f"ERROR_CODE, REJECTED_RECORD, REJECTED_AT) VALUES {', '.join(values[i : i + 1000])}"
+        ).collect()
+    return len(values)
+
+
+def _num(v):  # type: ignore[no-untyped-def]
+    return "NULL" if v is None else str(int(v))
+
+
+def _error_text(e):  # type: ignore[no-untyped-def]
+    text = str(e).strip()
+    return text.splitlines()[0][:1000] if text else type(e).__name__
+
+
+def _truncate(session, wanted):  # type: ignore[no-untyped-def]
+    """Full refresh: empty the RAW tables of the datasets and forget their tracking and rejects."""
+    for d in wanted:
+        session.sql(f"TRUNCATE TABLE {contracts.CONTRACTS[d].qualified_raw_table}").collect()
+    session.sql(
+        f"DELETE FROM {REJECTS} WHERE FILE_KEY IN (SELECT FILE_KEY FROM {TRACKING} WHERE DATASET IN ({_in_list(wanted)}))"
+    ).collect()
+    session.sql(f"DELETE FROM {TRACKING} WHERE DATASET IN ({_in_list(wanted)})").collect()
+
+
+# -- result ------------------------------------------------------------------------------------------------------
+
+
+def _result(src, status, parsed=0, loaded=0, rejected=0, first_error=None, duplicate_of=None):  # type: ignore[no-untyped-def]
+    out = {
+        "file": src["key"],
+        "dataset": src["dataset"],
+        "status": status,
+        "rows_parsed": parsed,
+        "rows_loaded": loaded,
+        "rows_rejected": rejected,
+        "parts": len(src["objects"]),
+    }
+    if first_error:
+        out["first_error"] = first_error
+    if duplicate_of:
+        out["duplicate_of"] = duplicate_of
+    return out
+
+
+def _summary(load_id, results, ignored, started, dry_run, full_refresh):  # type: ignore[no-untyped-def]
+    totals = {
+        "files": len(results),
+        "loaded": sum(1 for r in results if r["status"] == "LOADED"),
+        "partially_loaded": sum(1 for r in results if r["status"] == "PARTIALLY_LOADED"),
+        "failed": sum(1 for r in results if r["status"] == "FAILED"),
+        "duplicates": sum(1 for r in results if r["status"] == "DUPLICATE"),
+        "rows_parsed": sum(r["rows_parsed"] for r in results),
+        "rows_loaded": sum(r["rows_loaded"] for r in results),
+        "rows_rejected": sum(r["rows_rejected"] for r in results),
+    }
+    if dry_run:
+        status = "DRY_RUN"
+        message = f"dry run: {sum(1 for r in results if r['status'] == 'WOULD_LOAD')} file(s) would be loaded"
+    elif not results:
+        status, message = "NOTHING_TO_LOAD", "nothing to load: every staged file is already loaded"
+    else:
+        status = "FAILED" if totals["failed"] else ("PARTIAL" if totals["rows_rejected"] else "SUCCESS")
+        message = (
+            f"{totals['loaded'] + totals['partially_loaded']} file(s) loaded, {totals['rows_loaded']:,} rows; "
+            f"{totals['rows_rejected']:,} rows rejected (see RAW.LOAD_REJECTS); {totals['failed']} file(s) failed; "
+            f"{totals['duplicates']} duplicate(s) skipped"
+        )
+        failed = [r for r in results if r["status"] == "FAILED"]
+        if failed:
+            message += ". Failed: " + "; ".join(f"{r['file']}: {r.get('first_error', 'unknown error')}" for r in failed)
+    return {
+        "status": status,
+        "message": message,
+        "load_id": load_id,
+        "full_refresh": bool(full_refresh),
+        "totals": totals,
+        "files": results,
+        "ignored_keys": ignored[:100],
+        "seconds": round(time.time() - started, 3),
+    }

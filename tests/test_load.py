@@ -1,0 +1,329 @@
+"""Extract & load on the local stack: schemachange migrations, the uploader, and CALL RAW.LOAD_RAW_FILES."""
+
+from __future__ import annotations
+
+import datetime as dt
+import gzip
+import re
+import shutil
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlglot
+from sqlglot import exp
+
+from netflix_elt import contracts, pipeline
+from netflix_elt.generate import generate_daily
+from netflix_elt.stack import LocalStack
+from tests.conftest import REPO, make_stack
+from uploader import upload
+
+RAW_COUNTS_SQL = {c.dataset: f"SELECT COUNT(*) FROM {c.qualified_raw_table}" for c in contracts.CONTRACTS.values()}
+
+
+@pytest.fixture(scope="module")
+def target(tmp_path_factory: pytest.TempPathFactory, monkeypatch_module: pytest.MonkeyPatch) -> Iterator[LocalStack]:
+    """A fresh local stack for this module, as the pipeline's target (via the environment, as users set it)."""
+    stack = make_stack(tmp_path_factory.mktemp("load-stack"))
+    for k, v in {
+        "NETFLIX_ELT_STACK_DIR": str(stack.root),
+        "NETFLIX_ELT_S3_PORT": str(stack.s3.port),
+        "NETFLIX_ELT_SNOWFLAKE_PORT": str(stack.snowflake.port),
+    }.items():
+        monkeypatch_module.setenv(k, v)
+    monkeypatch_module.delenv("SNOWFLAKE_ACCOUNT", raising=False)
+    stack.up()
+    try:
+        yield stack
+    finally:
+        stack.down()
+
+
+@pytest.fixture(scope="module")
+def monkeypatch_module() -> Iterator[pytest.MonkeyPatch]:
+    mp = pytest.MonkeyPatch()
+    yield mp
+    mp.undo()
+
+
+@pytest.fixture(scope="module")
+def deployed(target: LocalStack) -> LocalStack:
+    first = pipeline.deploy(target.settings, quiet=True)
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert pipeline.applied_scripts(first) == len(list((REPO / "migrations").glob("*.sql")))
+    return target
+
+
+def sql(stack: LocalStack, query: str) -> list[tuple[Any, ...]]:
+    with stack.connect(schema="RAW", network_timeout=300) as conn:
+        cur = conn.cursor()
+        cur.execute(query)
+        return list(cur.fetchall())
+
+
+def raw_counts(stack: LocalStack) -> dict[str, int]:
+    return {d: sql(stack, q)[0][0] for d, q in RAW_COUNTS_SQL.items()}
+
+
+def up(stack: LocalStack, landing: Path, **kwargs: Any) -> Any:
+    return upload(
+        landing,
+        bucket=stack.settings.bucket,
+        prefix=stack.settings.prefix,
+        s3_client=stack.s3_client(),
+        progress=False,
+        **kwargs,
+    )
+
+
+# -- migrations ------------------------------------------------------------------------------------------------------
+
+
+def test_second_deploy_applies_nothing(deployed: LocalStack) -> None:
+    again = pipeline.deploy(deployed.settings, quiet=True)
+    assert again.returncode == 0
+    assert pipeline.applied_scripts(again) == 0
+    names = {r[1] for r in sql(deployed, "SHOW ROLES")}
+    assert {"NETFLIX_LOADER", "NETFLIX_TRANSFORMER", "NETFLIX_REPORTER"} <= names
+
+
+def test_roles_are_least_privilege(deployed: LocalStack) -> None:
+    loader = sql(deployed, "SHOW GRANTS TO ROLE NETFLIX_LOADER")
+    objects = {(r[1], r[2], r[3]) for r in loader}
+    assert ("USAGE", "STAGE", "NETFLIX.RAW.LANDING") in objects
+    assert ("INSERT", "TABLE", "NETFLIX.RAW.RATINGS") in objects
+    assert not any(r[3].startswith(("NETFLIX.MARTS", "NETFLIX.CORE", "NETFLIX.STAGING")) for r in loader)
+    assert not any(r[1] in {"OWNERSHIP", "DROP"} for r in loader)
+    reporter = sql(deployed, "SHOW GRANTS TO ROLE NETFLIX_REPORTER")
+    assert {r[1] for r in reporter} <= {"USAGE"}  # table access comes only from future SELECT grants
+    future = sql(deployed, "SHOW FUTURE GRANTS IN SCHEMA NETFLIX.MARTS")
+    assert {(r[1], r[5]) for r in future} == {("SELECT", "NETFLIX_REPORTER")}
+
+
+def _render(path: Path) -> str:
+    text = path.read_text()
+    return text.replace("{{ database }}", "NETFLIX").replace("{{ warehouse }}", "COMPUTE_WH")
+
+
+def _type(sql_type: str) -> str:
+    return exp.DataType.build(sql_type, dialect="snowflake").sql("snowflake")
+
+
+def test_raw_tables_match_the_contracts() -> None:
+    ddl = _render(REPO / "migrations" / "V1.2.0__raw_tables.sql")
+    tables = {}
+    for statement in sqlglot.parse(ddl, read="snowflake"):
+        if isinstance(statement, exp.Create):
+            schema = statement.this
+            name = schema.this.name
+            tables[name] = [
+                (
+                    c.name,
+                    c.args["kind"].sql("snowflake"),
+                    any(isinstance(k.args.get("kind"), exp.NotNullColumnConstraint) for k in c.constraints),
+                )
+                for c in schema.expressions
+                if isinstance(c, exp.ColumnDef)
+            ]
+    assert set(tables) == {c.raw_table for c in contracts.CONTRACTS.values()}
+    for c in contracts.CONTRACTS.values():
+        expected = [(col.raw_name, _type(col.sql_type), not col.nullable) for col in c.columns] + [
+            (name, _type(t), True) for name, t in contracts.LINEAGE_COLUMNS
+        ]
+        got = tables[c.raw_table]
+        assert got == expected, c.dataset
+
+
+def test_file_format_matches_the_contracts() -> None:
+    ddl = _render(REPO / "migrations" / "V1.1.0__file_format.sql")
+    assert "SKIP_HEADER = 1" in ddl  # one header line, as every contract has
+    assert "FIELD_OPTIONALLY_ENCLOSED_BY = '\"'" in ddl
+    assert "FIELD_DELIMITER = ','" in ddl
+
+
+def test_procedure_script_inlines_contracts_and_handler_whole() -> None:
+    script = (REPO / "migrations" / "R__load_raw_files.sql").read_text()
+    includes = re.findall(r"\{% include '([^']+)' %\}", script)
+    assert includes == ["modules/netflix_elt/contracts.py", "modules/snowflake/procedures/load_raw_files.py"]
+    for inc in includes:
+        text = (REPO / inc.removeprefix("modules/")).read_text()
+        # Jinja would otherwise rewrite the inlined Python
+        assert not re.search(r"\{\{|\{%|\{#", text), inc
+    # the handler imports nothing outside the standard library and Snowpark (Snowflake's sandbox)
+    handler = (REPO / "snowflake/procedures/load_raw_files.py").read_text()
+    imports = set(re.findall(r"^\s*(?:from|import) (\w+)", handler, re.MULTILINE))
+    assert imports <= {"datetime", "time", "types", "uuid", "json", "re", "netflix_elt", "snowflake"}
+
+
+# -- upload -> CALL ----------------------------------------------------------------------------------------------------
+
+
+def test_real_sample_loads_exactly_and_reruns_change_nothing(deployed: LocalStack, sample_dir: Path) -> None:
+    report = up(deployed, sample_dir)
+    assert len(report.uploaded_keys) == 4
+    summary = pipeline.load(report.uploaded_keys)
+    assert summary["status"] == "SUCCESS", summary["message"]
+    counts = raw_counts(deployed)
+    assert (counts["ratings"], counts["movies"], counts["tags"], counts["links"]) == (100_836, 9_742, 3_683, 9_742)
+    tracked = dict(
+        (r[0], r[1:])
+        for r in sql(deployed, "SELECT DATASET, STATUS, ROWS_PARSED, ROWS_LOADED, ROWS_REJECTED FROM RAW.LOAD_TRACKING")
+    )
+    assert tracked["ratings"] == ("LOADED", 100_836, 100_836, 0)
+    assert tracked["movies"] == ("LOADED", 9_742, 9_742, 0)
+    # lineage: every row knows its file and row number
+    assert sql(
+        deployed, "SELECT MIN(SOURCE_ROW_NUMBER), MAX(SOURCE_ROW_NUMBER), COUNT(DISTINCT SOURCE_FILE) FROM RAW.RATINGS"
+    )[0] == (1, 100_836, 1)
+
+    again = up(deployed, sample_dir)
+    assert again.uploaded_keys == []
+    assert pipeline.load()["status"] == "NOTHING_TO_LOAD"
+    assert raw_counts(deployed) == counts
+
+
+def _one_file(tmp: Path, src: Path, name: str | None = None) -> Path:
+    landing = tmp / f"landing-{name or src.name}"
+    landing.mkdir()
+    shutil.copy(src, landing / (name or src.name))
+    return landing
+
+
+def test_daily_file_loads_alone(deployed: LocalStack, tmp_path: Path) -> None:
+    daily = tmp_path / "daily"
+    generate_daily(daily, dt.date(2024, 7, 21), scale="tiny", seed=7)
+    ratings = daily / "ratings_20240721.csv"
+    rows = sum(1 for _ in ratings.open()) - 1
+    before = raw_counts(deployed)
+    report = up(deployed, _one_file(tmp_path, ratings))
+    summary = pipeline.load()  # discovery: only the new file is not tracked yet
+    assert [(f["file"], f["status"], f["rows_loaded"]) for f in summary["files"]] == [
+        (report.uploaded_keys[0], "LOADED", rows)
+    ]
+    after = raw_counts(deployed)
+    assert after["ratings"] == before["ratings"] + rows
+    assert {k: v for k, v in after.items() if k != "ratings"} == {k: v for k, v in before.items() if k != "ratings"}
+
+
+BAD_RATINGS = (
+    "userId,movieId,rating,timestamp\n"
+    "1,1,4.0,964982703\n"
+    "1,3,four,964981247\n"  # non-numeric rating
+    "1,6,4.0\n"  # missing field
+    "1,47,5.0,964983815,7\n"  # extra field
+    "1,50,5.0,964982931\n"
+)
+
+
+def test_malformed_rows_are_rejected_with_line_and_reason(deployed: LocalStack, tmp_path: Path) -> None:
+    landing = tmp_path / "bad"
+    landing.mkdir()
+    (landing / "ratings_20240801.csv").write_bytes(BAD_RATINGS.encode() + b"2,\xff\xfe,3.0,964982931\n")
+    report = up(deployed, landing)
+    summary = pipeline.load(report.uploaded_keys)
+    (f,) = summary["files"]
+    assert f["status"] == "PARTIALLY_LOADED", f.get("first_error")
+    assert (f["rows_parsed"], f["rows_loaded"], f["rows_rejected"]) == (6, 2, 4)
+    assert summary["status"] == "PARTIAL"
+    rejects = sql(
+        deployed,
+        f"SELECT LINE, ERROR, REJECTED_RECORD FROM RAW.LOAD_REJECTS WHERE FILE_KEY = '{f['file']}' ORDER BY LINE",
+    )
+    assert [r[0] for r in rejects] == [3, 4, 5, 7]
+    assert "Numeric value 'four' is not recognized" in rejects[0][1]
+    assert "Number of columns in file (3)" in rejects[1][1]
+    assert "Number of columns in file (5)" in rejects[2][1]
+    assert "Invalid UTF8" in rejects[3][1]
+    tracked = sql(
+        deployed,
+        f"SELECT ROWS_PARSED, ROWS_LOADED, ROWS_REJECTED FROM RAW.LOAD_TRACKING WHERE FILE_KEY = '{f['file']}'",
+    )
+    assert tracked == [(6, 2, 4)]
+
+
+def test_same_content_under_a_new_name_is_not_loaded_twice(deployed: LocalStack, tmp_path: Path) -> None:
+    daily = tmp_path / "daily"
+    generate_daily(daily, dt.date(2024, 7, 22), scale="tiny", seed=8)
+    first = up(deployed, _one_file(tmp_path, daily / "tags_20240722.csv"))
+    pipeline.load(first.uploaded_keys)
+    tags = raw_counts(deployed)["tags"]
+    # the uploader already refuses to upload known content; forced, the procedure still sees it is the same
+    renamed = up(deployed, _one_file(tmp_path, daily / "tags_20240722.csv", "tags_20240723.csv"), force=True)
+    summary = pipeline.load(renamed.uploaded_keys)
+    (f,) = summary["files"]
+    assert f["status"] == "DUPLICATE"
+    assert f["duplicate_of"] == first.uploaded_keys[0]
+    assert raw_counts(deployed)["tags"] == tags
+
+
+def test_dry_run_and_dataset_filter_change_nothing(deployed: LocalStack, tmp_path: Path) -> None:
+    daily = tmp_path / "daily"
+    generate_daily(daily, dt.date(2024, 7, 24), scale="tiny", seed=9)
+    up(deployed, daily)
+    before = raw_counts(deployed)
+    dry = pipeline.load(dry_run=True, datasets=["movies"])
+    assert dry["status"] == "DRY_RUN"
+    assert [f["dataset"] for f in dry["files"]] == ["movies"]
+    assert raw_counts(deployed) == before
+    only_movies = pipeline.load(datasets=["movies"])
+    assert {f["dataset"] for f in only_movies["files"]} == {"movies"}
+    rest = pipeline.load()
+    assert "movies" not in {f["dataset"] for f in rest["files"]}
+
+
+def test_concurrent_calls_never_double_load(deployed: LocalStack, tmp_path: Path) -> None:
+    daily = tmp_path / "daily"
+    generate_daily(daily, dt.date(2024, 7, 25), scale="tiny", seed=10)
+    ratings = daily / "ratings_20240725.csv"
+    rows = sum(1 for _ in ratings.open()) - 1
+    before = raw_counts(deployed)["ratings"]
+    report = up(deployed, _one_file(tmp_path, ratings))
+    results: list[Any] = []
+
+    def call() -> None:
+        try:
+            results.append(pipeline.load(report.uploaded_keys))
+        except Exception as e:  # a conflicting claim may surface as an error; it must not double-load
+            results.append(e)
+
+    threads = [threading.Thread(target=call) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=300)
+    assert raw_counts(deployed)["ratings"] == before + rows
+    loaded = [f for r in results if isinstance(r, dict) for f in r["files"] if f["status"] == "LOADED"]
+    assert len(loaded) == 1
+
+
+def test_failed_file_does_not_lose_the_others(deployed: LocalStack, tmp_path: Path) -> None:
+    daily = tmp_path / "daily"
+    generate_daily(daily, dt.date(2024, 7, 26), scale="tiny", seed=11)
+    good = up(deployed, _one_file(tmp_path, daily / "ratings_20240726.csv"))
+    # a truncated gzip staged by another writer (the uploader itself refuses to upload one)
+    data = gzip.compress((daily / "tags_20240726.csv").read_bytes())
+    bad_key = contracts.stage_key("tags", "20240726T000000Z", "0" * 64, "tags_20240726.csv.gz")
+    deployed.s3_client().put_object(
+        Bucket=deployed.settings.bucket, Key=deployed.settings.prefix + bad_key, Body=data[: len(data) // 2]
+    )
+    summary = pipeline.load([bad_key, *good.uploaded_keys])
+    by_dataset = {f["dataset"]: f for f in summary["files"]}
+    assert by_dataset["ratings"]["status"] == "LOADED"
+    assert by_dataset["tags"]["status"] == "FAILED", by_dataset["tags"]
+    assert "decompression" in by_dataset["tags"]["first_error"]
+    assert summary["status"] == "FAILED"
+    assert bad_key in summary["message"]
+    tracked = sql(deployed, f"SELECT STATUS, FIRST_ERROR FROM RAW.LOAD_TRACKING WHERE FILE_KEY = '{bad_key}'")
+    assert tracked[0][0] == "FAILED" and tracked[0][1]
+
+
+def test_full_refresh_rebuilds_raw_to_the_same_counts(deployed: LocalStack) -> None:
+    before = raw_counts(deployed)
+    summary = pipeline.load(full_refresh=True)
+    assert summary["full_refresh"] is True
+    assert raw_counts(deployed) == before
+    (n,) = sql(deployed, "SELECT COUNT(*) FROM RAW.LOAD_TRACKING WHERE STATUS = 'LOADING'")[0]
+    assert n == 0
