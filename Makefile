@@ -9,7 +9,7 @@ CLI := $(VENV)/bin/netflix-elt
 SCALE ?= ml-32m
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test lint typecheck unit up down status reset generate bench lock clean
+.PHONY: help install run test lint typecheck up down status reset generate bench bench-upload lock clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -47,13 +47,16 @@ lint: install ## ruff (lint + format check)
 	$(VENV)/bin/ruff format --check .
 
 typecheck: install ## mypy
-	$(VENV)/bin/mypy netflix_elt snowflake/emulator
+	$(VENV)/bin/mypy netflix_elt snowflake/emulator snowflake/procedures uploader
 
 test: install lint typecheck ## install, lint, type-check and run every test (tests start the servers they need)
 	$(VENV)/bin/pytest
 
-bench: install ## benchmarks (SCALE=ml-32m by default)
+bench: install ## generator benchmark (SCALE=ml-32m by default)
 	$(PY) benchmarks/generate_bench.py --scale $(SCALE)
+
+bench-upload: install ## uploader memory/throughput benchmark on a ~1 GB file
+	$(PY) benchmarks/upload_memory.py
 
 lock: ## re-resolve requirements.lock from pyproject.toml
 	@test -x $(UV) || { $(PYTHON) -m venv $(VENV) && $(PY) -m pip install --quiet "uv==0.13.9"; }

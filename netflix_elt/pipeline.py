@@ -72,9 +72,10 @@ def connect(settings: Settings | None = None, **overrides: Any) -> Iterator[Any]
 
 
 def deploy(
-    settings: Settings | None = None, dry_run: bool = False, quiet: bool = False
+    settings: Settings | None = None, dry_run: bool = False, quiet: bool = False, root: Path = MIGRATIONS
 ) -> subprocess.CompletedProcess[str]:
-    """Run ``schemachange deploy`` with the project's configuration against the target."""
+    """Run ``schemachange deploy`` with the project's configuration against the target (``root``: the folder of
+    change scripts, normally migrations/)."""
     settings = settings or Settings.from_env()
     env = target_env(settings)
     if is_local():
@@ -87,7 +88,7 @@ def deploy(
         "--config-folder",
         str(MIGRATIONS),
         "--schemachange-root-folder",
-        str(MIGRATIONS),
+        str(root),
         "--schemachange-modules-folder",
         str(REPO),
     ]

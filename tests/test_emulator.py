@@ -261,6 +261,20 @@ def test_copy_with_pattern_loads_once_then_skips(sf: Any, staged: dict[str, str]
     assert run(sf, f"SELECT count(*) FROM {schema}.RATINGS")[0][0] == 6
 
 
+def test_truncate_forgets_load_history(sf: Any, staged: dict[str, str]) -> None:
+    schema = staged["schema"]
+    copy = (
+        f"COPY INTO {schema}.RATINGS FROM @{schema}.LANDING/ratings/ PATTERN = '.*/ratings[.]csv' "
+        f"FILE_FORMAT = (FORMAT_NAME = '{schema}.CSV')"
+    )
+    assert run(sf, copy)[0][1] == "LOADED"
+    run(sf, f"TRUNCATE TABLE {schema}.RATINGS")
+    assert run(sf, copy)[0][1] == "LOADED"  # as in Snowflake, TRUNCATE deletes the load metadata
+    assert run(sf, f"SELECT count(*) FROM {schema}.RATINGS")[0][0] == 3
+    run(sf, f"DELETE FROM {schema}.RATINGS")
+    assert run(sf, copy) == [("Copy executed with 0 files processed.",)]  # DELETE does not
+
+
 def test_copy_on_error_continue_records_every_rejected_row(sf: Any, staged: dict[str, str]) -> None:
     schema = staged["schema"]
     rows = run(

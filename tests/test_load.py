@@ -103,6 +103,18 @@ def test_roles_are_least_privilege(deployed: LocalStack) -> None:
     assert {(r[1], r[5]) for r in future} == {("SELECT", "NETFLIX_REPORTER")}
 
 
+def test_a_new_version_script_migrates_an_existing_database(deployed: LocalStack, tmp_path: Path) -> None:
+    root = tmp_path / "migrations"
+    shutil.copytree(REPO / "migrations", root)
+    (root / "V9.9.0__add_column.sql").write_text(
+        "ALTER TABLE {{ database }}.RAW.LOAD_TRACKING ADD COLUMN IF NOT EXISTS NOTE VARCHAR;\n"
+    )
+    proc = pipeline.deploy(deployed.settings, quiet=True, root=root)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert pipeline.applied_scripts(proc) == 1
+    assert "NOTE" in [r[0] for r in sql(deployed, "DESCRIBE TABLE RAW.LOAD_TRACKING")]
+
+
 def _render(path: Path) -> str:
     text = path.read_text()
     return text.replace("{{ database }}", "NETFLIX").replace("{{ warehouse }}", "COMPUTE_WH")
@@ -318,6 +330,31 @@ def test_failed_file_does_not_lose_the_others(deployed: LocalStack, tmp_path: Pa
     assert bad_key in summary["message"]
     tracked = sql(deployed, f"SELECT STATUS, FIRST_ERROR FROM RAW.LOAD_TRACKING WHERE FILE_KEY = '{bad_key}'")
     assert tracked[0][0] == "FAILED" and tracked[0][1]
+
+
+def test_worksheet_call_with_defaults_and_named_arguments(deployed: LocalStack) -> None:
+    import json
+
+    (dry,) = sql(deployed, "CALL RAW.LOAD_RAW_FILES(DRY_RUN => TRUE)")[0]
+    assert json.loads(dry)["status"] == "DRY_RUN"
+    (result,) = sql(deployed, "CALL RAW.LOAD_RAW_FILES()")[0]
+    summary = json.loads(result)
+    assert summary["status"] in {"NOTHING_TO_LOAD", "SUCCESS", "PARTIAL", "FAILED"}
+    assert summary["message"] and summary["load_id"]
+
+
+def test_rows_committed_without_tracking_are_counted_not_loaded_again(deployed: LocalStack, tmp_path: Path) -> None:
+    daily = tmp_path / "daily"
+    generate_daily(daily, dt.date(2024, 7, 27), scale="tiny", seed=12)
+    report = up(deployed, _one_file(tmp_path, daily / "ratings_20240727.csv"))
+    first = pipeline.load(report.uploaded_keys)
+    rows = first["files"][0]["rows_loaded"]
+    count = raw_counts(deployed)["ratings"]
+    # as if a CALL died after its COPY committed but before it recorded the outcome
+    sql(deployed, f"DELETE FROM RAW.LOAD_TRACKING WHERE FILE_KEY = '{report.uploaded_keys[0]}'")
+    again = pipeline.load(report.uploaded_keys)
+    assert (again["files"][0]["status"], again["files"][0]["rows_loaded"]) == ("LOADED", rows)
+    assert raw_counts(deployed)["ratings"] == count
 
 
 def test_full_refresh_rebuilds_raw_to_the_same_counts(deployed: LocalStack) -> None:

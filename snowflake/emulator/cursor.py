@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 import threading
@@ -95,6 +96,10 @@ class EmulatorCursor(FakeSnowflakeCursor):
                 return self._select("SELECT 'success' AS \"SYSTEM$CANCEL_ALL_QUERIES\"")
             if re.match(r"SHOW\s+(USER\s+)?PROCEDURES\b", head):
                 return self._show_procedures()
+            if re.match(r"(TRUNCATE|DROP\s+TABLE|CREATE\s+(OR\s+REPLACE\s+)?(TRANSIENT\s+)?TABLE)\b", head):
+                result = super().execute(command, params, *args, **kwargs)
+                self._forget_load_history(sql)
+                return result
         except NotImplementedError:
             pass  # let fakesnow handle it (or say it is not implemented)
         except snowflake.connector.errors.Error:
@@ -193,6 +198,31 @@ class EmulatorCursor(FakeSnowflakeCursor):
                 "login_timeout": 30,
             }
         ).create()
+
+    def _forget_load_history(self, sql: str) -> None:
+        """As in Snowflake, truncating, dropping or re-creating a table deletes its load metadata, so the same
+        files can be loaded into it again."""
+        expression = parse_one(sql)
+        table = expression.find(exp.Table)
+        if table is None:
+            return
+        database, schema = self._db_schema()
+        catalog = (table.catalog or database or "").upper()
+        tschema = (table.db or schema or "").upper()
+        name = table.name if table.this.args.get("quoted") else table.name.upper()
+        if not catalog:
+            return
+        self._duck_conn.execute(copy_mod.tables_sql(catalog))
+        self._duck_conn.execute(
+            f"DELETE FROM {copy_mod.history_table(catalog)} WHERE table_schema = ? AND table_name = ?",
+            [tschema, name],
+        )
+        with contextlib.suppress(Exception):
+            self._duck_conn.execute(
+                f'DELETE FROM "{catalog}"._fs_information_schema._fs_load_history '
+                "WHERE SCHEMA_NAME = ? AND TABLE_NAME = ?",
+                [tschema, name],
+            )
 
     def _is_external_list(self, sql: str) -> bool:
         ref = self._list_ref(sql)

@@ -37,7 +37,7 @@ STALE_CLAIM_MINUTES = 60
 DONE = ("LOADED", "PARTIALLY_LOADED", "DUPLICATE")
 
 
-def main(session, files=None, full_refresh=False, datasets=None, dry_run=False):  # type: ignore[no-untyped-def]
+def main(session, files=None, full_refresh=False, datasets=None, dry_run=False):
     started = time.time()
     load_id = datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:8]
     wanted = _datasets(datasets)
@@ -78,7 +78,7 @@ def main(session, files=None, full_refresh=False, datasets=None, dry_run=False):
 # -- discovery ---------------------------------------------------------------------------------------------------
 
 
-def _datasets(datasets):  # type: ignore[no-untyped-def]
+def _datasets(datasets):
     if not datasets:
         return list(contracts.DATASETS)
     if isinstance(datasets, str):
@@ -89,16 +89,17 @@ def _datasets(datasets):  # type: ignore[no-untyped-def]
     return list(datasets)
 
 
-def _discover(session, files, wanted):  # type: ignore[no-untyped-def]
+def _discover(session, files, wanted):
     """Source files to consider: {source key: {dataset, name, checksum, objects: [(key, size)]}}."""
-    objects = []
+    objects: list[tuple[str, int | None]] = []
     if files:
         for f in [files] if isinstance(files, str) else files:
             objects.append((str(f).lstrip("/"), None))
     else:
         for row in session.sql(f"LIST @{STAGE}").collect():
             objects.append((_relative(row[0]), int(row[1])))
-    sources, ignored = {}, []
+    sources: dict[str, dict] = {}
+    ignored: list[str] = []
     for key, size in objects:
         parsed = contracts.parse_stage_key(key) if key else None
         if parsed is None:
@@ -124,7 +125,7 @@ def _discover(session, files, wanted):  # type: ignore[no-untyped-def]
     return sources, ignored
 
 
-def _relative(url):  # type: ignore[no-untyped-def]
+def _relative(url):
     """The stage-relative key of a LIST name (the last three path segments: dataset/upload/file)."""
     parts = url.split("/")
     return "/".join(parts[-3:]) if len(parts) >= 3 else url
@@ -133,18 +134,18 @@ def _relative(url):  # type: ignore[no-untyped-def]
 # -- tracking ----------------------------------------------------------------------------------------------------
 
 
-def _q(value):  # type: ignore[no-untyped-def]
+def _q(value):
     """A SQL string literal."""
     if value is None:
         return "NULL"
     return "'" + str(value).replace("\\", "\\\\").replace("'", "''") + "'"
 
 
-def _in_list(values):  # type: ignore[no-untyped-def]
+def _in_list(values):
     return ", ".join(_q(v) for v in values) or "NULL"
 
 
-def _tracked(session, sources):  # type: ignore[no-untyped-def]
+def _tracked(session, sources):
     if not sources:
         return {}
     rows = session.sql(
@@ -155,7 +156,7 @@ def _tracked(session, sources):  # type: ignore[no-untyped-def]
     return {r["FILE_KEY"]: r.as_dict() for r in rows}
 
 
-def _loaded_checksums(session, sources):  # type: ignore[no-untyped-def]
+def _loaded_checksums(session, sources):
     checksums = {s["checksum"] for s in sources.values()}
     if not checksums:
         return {}
@@ -167,11 +168,11 @@ def _loaded_checksums(session, sources):  # type: ignore[no-untyped-def]
     return {r["CONTENT_CHECKSUM"]: r["FILE_KEY"] for r in rows}
 
 
-def _now_sql():  # type: ignore[no-untyped-def]
+def _now_sql():
     return "CURRENT_TIMESTAMP()::TIMESTAMP_NTZ"
 
 
-def _claim(session, plan, load_id):  # type: ignore[no-untyped-def]
+def _claim(session, plan, load_id):
     """Claim the planned files for this CALL; returns those it got (another CALL may have won some)."""
     if not plan:
         return []
@@ -201,7 +202,7 @@ def _claim(session, plan, load_id):  # type: ignore[no-untyped-def]
     return [s for s in plan if s["key"] in mine]
 
 
-def _record_duplicate(session, src, duplicate_of, load_id):  # type: ignore[no-untyped-def]
+def _record_duplicate(session, src, duplicate_of, load_id):
     session.sql(
         f"MERGE INTO {TRACKING} t USING (SELECT {_q(src['key'])} AS FILE_KEY) s ON t.FILE_KEY = s.FILE_KEY "
         f"WHEN NOT MATCHED THEN INSERT (FILE_KEY, DATASET, FILE_NAME, CONTENT_CHECKSUM, SIZE_BYTES, PARTS, STATUS, "
@@ -215,7 +216,7 @@ def _record_duplicate(session, src, duplicate_of, load_id):  # type: ignore[no-u
 # -- loading -----------------------------------------------------------------------------------------------------
 
 
-def _load(session, src, load_id, force):  # type: ignore[no-untyped-def]
+def _load(session, src, load_id, force):
     contract = contracts.CONTRACTS[src["dataset"]]
     table = contract.qualified_raw_table
     columns = [c.raw_name for c in contract.columns] + [name for name, _ in contracts.LINEAGE_COLUMNS]
@@ -234,9 +235,11 @@ def _load(session, src, load_id, force):  # type: ignore[no-untyped-def]
     try:
         rows = [r.as_dict() for r in session.sql(copy).collect()]
         if rows and "status" in rows[0] and len(rows[0]) == 1:
-            # the load metadata says these objects were loaded already (an earlier CALL committed its COPY but
-            # not its tracking): count what is there rather than loading it twice
+            # the load metadata says these objects were loaded already. If their rows are in RAW, an earlier CALL
+            # committed its COPY but not its tracking: count them rather than load them twice. If not, load again.
             parsed = loaded = _rows_in_raw(session, table, src["objects"])
+            if not loaded:
+                rows = [r.as_dict() for r in session.sql(copy + " FORCE = TRUE").collect()]
         for r in rows:
             if "rows_parsed" not in r:
                 continue
@@ -263,11 +266,11 @@ def _load(session, src, load_id, force):  # type: ignore[no-untyped-def]
     return _result(src, status, parsed, loaded, rejected, first_error)
 
 
-def _rows_in_raw(session, table, objects):  # type: ignore[no-untyped-def]
+def _rows_in_raw(session, table, objects):
     return int(session.sql(f"SELECT COUNT(*) FROM {table} WHERE SOURCE_FILE IN ({_in_list(objects)})").collect()[0][0])
 
 
-def _record_rejects(session, contract, src, load_id):  # type: ignore[no-untyped-def]
+def _record_rejects(session, contract, src, load_id):
     """Re-read the file in validation mode (which Snowflake allows only without transformation, hence a temporary
     table shaped like the file) and record every rejected row."""
     shape = "LOAD_SHAPE_" + contract.raw_table
@@ -297,16 +300,16 @@ def _record_rejects(session, contract, src, load_id):  # type: ignore[no-untyped
     return len(values)
 
 
-def _num(v):  # type: ignore[no-untyped-def]
+def _num(v):
     return "NULL" if v is None else str(int(v))
 
 
-def _error_text(e):  # type: ignore[no-untyped-def]
+def _error_text(e):
     text = str(e).strip()
     return text.splitlines()[0][:1000] if text else type(e).__name__
 
 
-def _truncate(session, wanted):  # type: ignore[no-untyped-def]
+def _truncate(session, wanted):
     """Full refresh: empty the RAW tables of the datasets and forget their tracking and rejects."""
     for d in wanted:
         session.sql(f"TRUNCATE TABLE {contracts.CONTRACTS[d].qualified_raw_table}").collect()
@@ -319,7 +322,7 @@ def _truncate(session, wanted):  # type: ignore[no-untyped-def]
 # -- result ------------------------------------------------------------------------------------------------------
 
 
-def _result(src, status, parsed=0, loaded=0, rejected=0, first_error=None, duplicate_of=None):  # type: ignore[no-untyped-def]
+def _result(src, status, parsed=0, loaded=0, rejected=0, first_error=None, duplicate_of=None):
     out = {
         "file": src["key"],
         "dataset": src["dataset"],
@@ -336,7 +339,7 @@ def _result(src, status, parsed=0, loaded=0, rejected=0, first_error=None, dupli
     return out
 
 
-def _summary(load_id, results, ignored, started, dry_run, full_refresh):  # type: ignore[no-untyped-def]
+def _summary(load_id, results, ignored, started, dry_run, full_refresh):
     totals = {
         "files": len(results),
         "loaded": sum(1 for r in results if r["status"] == "LOADED"),
