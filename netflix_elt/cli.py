@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import textwrap
 import time
 from pathlib import Path
 
@@ -243,7 +244,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     print(f"  stage:         {settings.stage_url} (S3 endpoint {settings.s3_endpoint})")
     print(f"  emulator:      127.0.0.1:{settings.snowflake_port}, database {settings.database}")
     print()
-    print("  " + pipeline.format_load_summary(summary).replace("\n", "\n  "))
+    print(textwrap.indent(pipeline.format_load_summary(summary), "  "))
     print()
     print(f"  {'RAW table':<22} {'rows':>12}")
     with pipeline.connect(settings) as conn:

@@ -161,10 +161,10 @@ def format_load_summary(summary: dict[str, Any]) -> str:
     lines = [f"{summary['status']}: {summary['message']}", ""]
     files = summary.get("files", [])
     if files:
-        lines.append(f"  {'file':<64} {'status':<17} {'parsed':>10} {'loaded':>10} {'rejected':>9}")
+        lines.append(f"  {'file':<70} {'status':<17} {'parsed':>10} {'loaded':>10} {'rejected':>9}")
         for f in files:
             lines.append(
-                f"  {f['file']:<64} {f['status']:<17} {f['rows_parsed']:>10,} {f['rows_loaded']:>10,} "
+                f"  {f['file']:<70} {f['status']:<17} {f['rows_parsed']:>10,} {f['rows_loaded']:>10,} "
                 f"{f['rows_rejected']:>9,}"
             )
             if f.get("first_error"):
