@@ -26,9 +26,10 @@ Data and pipeline:
   netflix-elt deploy    create or migrate the Snowflake objects (schemachange deploy of migrations/)
   netflix-elt upload    check landing files against the contracts and upload them to the stage's S3 location
   netflix-elt load      CALL RAW.LOAD_RAW_FILES: load new staged files into RAW
+  netflix-elt transform dbt build of netflix_dbt: staging, dimensions and facts, marts, snapshot, tests
   netflix-elt status    the local stack, and what is staged, loaded and rejected
   netflix-elt run       all of it: start the stack, generate data if the landing directory is empty, deploy,
-                        upload, load
+                        upload, load, transform
 
 Settings come from the environment or a .env file; see netflix_elt/config.py.
 """
@@ -67,6 +68,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--dry-run", action="store_true", help="show what would be applied")
     p.set_defaults(func=cmd_deploy)
 
+    from . import transform
+
     p = sub.add_parser(
         "load",
         help="CALL RAW.LOAD_RAW_FILES: load new staged files into RAW",
@@ -78,6 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--dry-run", action="store_true", help="say what would be loaded, change nothing")
     p.add_argument("--json", action="store_true", help="print the procedure's JSON result")
     p.set_defaults(func=cmd_load)
+    transform.register_cli(sub)
 
     p = sub.add_parser(
         "run",
@@ -187,7 +191,7 @@ def cmd_load(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     from uploader import upload
 
-    from . import generate, pipeline
+    from . import generate, pipeline, transform
 
     settings = Settings.from_env()
     stack = LocalStack(settings)
@@ -234,6 +238,19 @@ def cmd_run(args: argparse.Namespace) -> int:
         )
     )
 
+    t = time.monotonic()
+    built = transform.transform(quiet=True)
+    counts = built["counts"]
+    done = sum(n for by in counts.values() for st, n in by.items() if st in {"success", "pass"})
+    steps.append(
+        (
+            "transform (dbt build)",
+            f"{'SUCCESS' if built['success'] else 'FAILED'}: {done} models, snapshots and tests passed, "
+            f"{len(built['failures'])} failed",
+            time.monotonic() - t,
+        )
+    )
+
     print()
     print("netflix-elt run")
     print("=" * 78)
@@ -252,7 +269,15 @@ def cmd_run(args: argparse.Namespace) -> int:
         for c in contracts.CONTRACTS.values():
             cur.execute(f"SELECT COUNT(*) FROM {c.qualified_raw_table}")
             print(f"  {c.qualified_raw_table:<22} {cur.fetchone()[0]:>12,}")
-    return 1 if summary["status"] == "FAILED" else 0
+        print()
+        print(f"  {'mart':<36} {'rows':>12}")
+        for mart in ("MOVIE_RATINGS", "GENRE_YEAR_POPULARITY", "USER_COHORTS", "MOVIE_TOP_GENOME_TAGS"):
+            cur.execute(f"SELECT COUNT(*) FROM MARTS.MART_{mart}")
+            print(f"  {'MARTS.MART_' + mart:<36} {cur.fetchone()[0]:>12,}")
+    if not built["success"]:
+        print()
+        print(textwrap.indent(transform.format_summary(built), "  "))
+    return 1 if summary["status"] == "FAILED" or not built["success"] else 0
 
 
 if __name__ == "__main__":  # pragma: no cover
