@@ -13,6 +13,7 @@ from typing import Any
 import pyarrow as pa
 import snowflake.connector.errors
 import sqlglot
+from fakesnow import info_schema as fakesnow_info_schema
 from fakesnow.conn import FakeSnowflakeConnection
 from fakesnow.cursor import FakeSnowflakeCursor
 from fakesnow.dialect import parse_one
@@ -37,8 +38,16 @@ class EmulatorContext:
 
 CONTEXT: EmulatorContext | None = None
 
+_fakesnow_insert_table_comment_sql = fakesnow_info_schema.insert_table_comment_sql
+
 _COMMENTS = re.compile(r"^\s*(?:(?:--[^\n]*\n)|(?:/\*.*?\*/)|\s)*", re.DOTALL)
 
+
+_QUALIFIED_TEMP_TABLE = re.compile(
+    r"\s*CREATE\s+(?:OR\s+REPLACE\s+)?(?P<temp>(?:LOCAL\s+|GLOBAL\s+)?TEMP(?:ORARY)?\s+)TABLE\s+"
+    r"(?:IF\s+NOT\s+EXISTS\s+)?(?:\"[^\"]+\"|[\w$]+)\s*\.",
+    re.IGNORECASE,
+)
 
 _TRAILING = re.compile(r"(?:\s|;|--[^\n]*$|/\*(?:(?!\*/).)*\*/)*\Z", re.DOTALL)
 
@@ -47,6 +56,31 @@ def strip_comments(sql: str) -> str:
     """The statement without leading and trailing comments (dbt adds its query comment at either end)."""
     sql = _COMMENTS.sub("", sql, count=1)
     return _TRAILING.sub("", sql, count=1)
+
+
+def _qualify_merge_insert_values(sql: str) -> str | None:
+    """In Snowflake, a bare column in the VALUES of a MERGE's `WHEN NOT MATCHED THEN INSERT` is the source's (the
+    target has no row there); fakesnow's MERGE finds it ambiguous between target and source (as in dbt's snapshot
+    MERGE). Qualify such columns with the source's name; None when nothing needs it."""
+    expression = parse_one(sql)
+    if not isinstance(expression, exp.Merge):
+        return None
+    source = expression.args.get("using")
+    source_name = source.alias_or_name if isinstance(source, exp.Expression) else ""
+    if not source_name:
+        return None
+    changed = False
+    whens = expression.args.get("whens")
+    for when in whens.expressions if isinstance(whens, exp.Whens) else (whens or []):
+        then = when.args.get("then")
+        if when.args.get("matched") or not isinstance(then, exp.Insert) or then.expression is None:
+            continue
+        for value in then.expression.expressions:
+            for column in [value] if isinstance(value, exp.Column) else list(value.find_all(exp.Column)):
+                if not column.table:
+                    column.set("table", exp.to_identifier(source_name))
+                    changed = True
+    return expression.sql(dialect="snowflake") if changed else None
 
 
 def context() -> EmulatorContext:
@@ -96,6 +130,16 @@ class EmulatorCursor(FakeSnowflakeCursor):
                 return self._select("SELECT 'success' AS \"SYSTEM$CANCEL_ALL_QUERIES\"")
             if re.match(r"SHOW\s+(USER\s+)?PROCEDURES\b", head):
                 return self._show_procedures()
+            if re.match(r"MERGE\s+INTO\b", head) and (qualified := _qualify_merge_insert_values(sql)):
+                return super().execute(qualified, params, *args, **kwargs)
+            if m := _QUALIFIED_TEMP_TABLE.match(sql):
+                # DuckDB keeps temporary tables in its "temp" catalog only, so `CREATE TEMPORARY TABLE db.schema.t`
+                # (as dbt writes its unit-test, snapshot and incremental scratch tables) fails there. Every session
+                # of this emulator shares one DuckDB connection, so a DuckDB temporary table would not be
+                # session-private anyway: create an ordinary table under the qualified name (dbt drops it or
+                # replaces it on its next run).
+                command = sql[: m.start("temp")] + sql[m.end("temp") :]
+                return super().execute(command, params, *args, **kwargs)
             if re.match(r"(TRUNCATE|DROP\s+TABLE|CREATE\s+(OR\s+REPLACE\s+)?(TRANSIENT\s+)?TABLE)\b", head):
                 result = super().execute(command, params, *args, **kwargs)
                 self._forget_load_history(sql)
@@ -342,9 +386,19 @@ def _cursor(self: FakeSnowflakeConnection, cursor_class: Any = None) -> FakeSnow
     return EmulatorCursor(conn=self, duck_conn=self._duck_conn, use_dict_result=cursor_class == DictCursor)
 
 
+def _insert_table_comment_sql(catalog: str, schema: str, table: str, comment: str | None) -> str:
+    """fakesnow records a table comment for every CREATE with properties, even without a COMMENT (as the string
+    'None'); that write to its global catalog fails inside a transaction that has written to the database (e.g. the
+    scratch table of a MERGE in dbt's snapshot transaction). Record real comments only."""
+    if comment is None:
+        return "SELECT 1 WHERE FALSE"
+    return _fakesnow_insert_table_comment_sql(catalog, schema, table, comment)
+
+
 def install() -> None:
     """Make every fakesnow connection in this process use the emulator's cursor."""
     FakeSnowflakeConnection.cursor = _cursor  # type: ignore[method-assign,assignment]
+    fakesnow_info_schema.insert_table_comment_sql = _insert_table_comment_sql  # type: ignore[assignment]
 
 
 def error(msg: str) -> snowflake.connector.errors.ProgrammingError:

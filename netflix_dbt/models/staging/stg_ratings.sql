@@ -1,0 +1,29 @@
+-- One row per rating event (user, movie, epoch second). A row loaded again (a re-sent or overlapping daily file)
+-- is kept once: the latest load wins, so a corrected rating replaces the earlier one.
+with
+
+source as (
+
+    select * from {{ source('raw', 'ratings') }}
+    qualify row_number() over (
+        partition by user_id, movie_id, epoch_seconds
+        order by loaded_at desc, source_file desc, source_row_number desc
+    ) = 1
+
+),
+
+renamed as (
+
+    select
+        user_id,
+        movie_id,
+        rating,
+        to_timestamp_ntz(epoch_seconds) as rated_at,
+        loaded_at,
+        load_id
+
+    from source
+
+)
+
+select * from renamed
