@@ -26,6 +26,8 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from machine import cpu_model, memory_gib
+
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
 SCALES = ("tiny", "small", "medium", "ml-25m", "ml-32m")
@@ -85,16 +87,6 @@ def run_once(index: int, scale: str, seed: int, threads: int, out: Path) -> Run:
     return Run(index, round(seconds, 2), round(peak, 1), proc.returncode, files)
 
 
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
 def to_markdown(report: dict) -> str:
     env = report["environment"]
     runs = report["runs"]
@@ -136,16 +128,6 @@ def to_markdown(report: dict) -> str:
         "",
     ]
     return "\n".join(lines)
-
-
-def memory_gib() -> float | None:
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal:"):
-                return round(int(line.split()[1]) / 1024 / 1024, 1)
-    except OSError:
-        pass
-    return None
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -4,10 +4,7 @@ with
 source as (
 
     select * from {{ source('raw', 'genome_tags') }}
-    qualify row_number() over (
-        partition by tag_id
-        order by loaded_at desc, source_file desc, source_row_number desc
-    ) = 1
+    {{ latest_per_key(['tag_id']) }}
 
 ),
 

@@ -5,10 +5,7 @@ with
 source as (
 
     select * from {{ source('raw', 'ratings') }}
-    qualify row_number() over (
-        partition by user_id, movie_id, epoch_seconds
-        order by loaded_at desc, source_file desc, source_row_number desc
-    ) = 1
+    {{ latest_per_key(['user_id', 'movie_id', 'epoch_seconds']) }}
 
 ),
 

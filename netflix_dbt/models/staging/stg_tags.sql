@@ -36,10 +36,7 @@ deduplicated as (
         load_id
 
     from renamed
-    qualify row_number() over (
-        partition by user_id, movie_id, tag, tagged_at
-        order by loaded_at desc, source_file desc, source_row_number desc
-    ) = 1
+    {{ latest_per_key(['user_id', 'movie_id', 'tag', 'tagged_at']) }}
 
 )
 
