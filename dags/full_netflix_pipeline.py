@@ -1,0 +1,169 @@
+"""
+### full_netflix_pipeline
+
+Daily ELT of MovieLens files into Snowflake, in three steps that cannot run out of order:
+
+1. **upload_landed_files**: checks every file in the landing directory against the file contracts and uploads
+   new content to the stage's S3 location (nothing is uploaded if any file is invalid). XCom: the stage keys.
+2. **run_db_raw_ingestion**: `CALL RAW.LOAD_RAW_FILES(<those keys>)`. XCom: the procedure's JSON summary. The
+   task fails, with the reason in one line of its log, when a file failed to load or when the share of rejected
+   rows is above `NETFLIX_ELT_MAX_REJECTED_SHARE` (default 0.01); then dbt does not run.
+3. **netflix_dbt_run**: the dbt project, one task per model with its tests (astronomer-cosmos).
+
+Connections: `snowflake_default` (Snowflake; its extra `protocol: http` targets the local emulator) and
+`aws_default` (S3; extra `endpoint_url` for an S3-compatible server). Landing directory:
+`NETFLIX_ELT_LANDING_DIR` (default `data/landing` in the repository). Rerun a failed run from the grid view:
+every step is idempotent (uploads skip known content, the procedure skips loaded files, fct_ratings is
+incremental).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pendulum
+from airflow.exceptions import AirflowFailException
+from airflow.providers.common.sql.operators.sql import SQLExecuteQueryOperator
+from airflow.providers.snowflake.hooks.snowflake import SnowflakeHook
+from airflow.sdk import DAG, BaseHook, task
+from cosmos import DbtTaskGroup, ExecutionConfig, ProfileConfig, ProjectConfig, RenderConfig
+from cosmos.constants import InvocationMode, LoadMode, TestIndirectSelection
+from cosmos.profiles import SnowflakeUserPasswordProfileMapping
+
+REPO = Path(__file__).resolve().parent.parent
+DBT_PROJECT = REPO / "netflix_dbt"
+DBT_MANIFEST = Path(os.environ.get("NETFLIX_ELT_DBT_MANIFEST", DBT_PROJECT / "target" / "manifest.json"))
+SNOWFLAKE_CONN_ID = "snowflake_default"
+AWS_CONN_ID = "aws_default"
+
+
+class SnowflakeHookWithProtocol(SnowflakeHook):
+    """SnowflakeHook that also passes the connection's ``protocol`` extra to the connector (the provider passes
+    host and port but not protocol, which the local emulator, served over http, needs). Real accounts: unchanged."""
+
+    def _get_conn_params(self) -> dict[str, Any]:
+        params: dict[str, Any] = dict(super()._get_conn_params())
+        extra = self.get_connection(self.get_conn_id()).extra_dejson
+        if extra.get("protocol"):
+            params["protocol"] = extra["protocol"]
+            params.setdefault("network_timeout", 3600)
+        return params
+
+
+class LoadRawFilesOperator(SQLExecuteQueryOperator):
+    """SQLExecuteQueryOperator on SnowflakeHookWithProtocol."""
+
+    @classmethod
+    def get_hook(cls, conn_id: str, hook_params: dict | None = None) -> SnowflakeHookWithProtocol:
+        return SnowflakeHookWithProtocol(snowflake_conn_id=conn_id, **(hook_params or {}))
+
+
+def load_summary_handler(cursor: Any) -> dict[str, Any]:
+    """The procedure's JSON summary (to XCom). Raises, with one readable line and no retry (retrying cannot fix the
+    data), when a file failed to load or too many rows were rejected."""
+    value = cursor.fetchone()[0]
+    summary: dict[str, Any] = json.loads(value) if isinstance(value, str) else value
+    totals = summary.get("totals", {})
+    max_share = float(os.environ.get("NETFLIX_ELT_MAX_REJECTED_SHARE", "0.01"))
+    parsed = totals.get("rows_parsed", 0) or 0
+    rejected = totals.get("rows_rejected", 0) or 0
+    if totals.get("failed"):
+        raise AirflowFailException(f"load failed: {summary.get('message')}")
+    if parsed and rejected / parsed > max_share:
+        raise AirflowFailException(
+            f"load rejected {rejected:,} of {parsed:,} rows ({rejected / parsed:.1%}), above the allowed "
+            f"{max_share:.1%} (NETFLIX_ELT_MAX_REJECTED_SHARE); see RAW.LOAD_REJECTS for load {summary.get('load_id')}"
+        )
+    return summary
+
+
+def _s3_client() -> Any:
+    import boto3
+
+    conn = BaseHook.get_connection(AWS_CONN_ID)
+    extra = conn.extra_dejson
+    return boto3.client(
+        "s3",
+        endpoint_url=extra.get("endpoint_url") or None,
+        aws_access_key_id=conn.login or None,
+        aws_secret_access_key=conn.password or None,
+        region_name=extra.get("region_name", "us-east-1"),
+    )
+
+
+def _snowflake_profile_args() -> dict[str, Any]:
+    """dbt profile settings beyond the connection's; host, port and protocol only for the local emulator."""
+    args: dict[str, Any] = {"database": os.environ.get("SNOWFLAKE_DATABASE", "NETFLIX"), "schema": "ANALYTICS"}
+    for key in ("host", "port", "protocol"):
+        if value := os.environ.get(f"SNOWFLAKE_{key.upper()}"):
+            args[key] = int(value) if key == "port" else value
+    return args
+
+
+with DAG(
+    dag_id="full_netflix_pipeline",
+    description="MovieLens files -> S3 -> RAW (LOAD_RAW_FILES) -> dbt (staging, core, marts)",
+    doc_md=__doc__,
+    schedule="@daily",
+    start_date=pendulum.datetime(2024, 1, 1, tz="UTC"),
+    catchup=False,
+    max_active_runs=1,
+    default_args={
+        "retries": int(os.environ.get("NETFLIX_ELT_TASK_RETRIES", "2")),
+        "retry_delay": timedelta(minutes=1),
+        "retry_exponential_backoff": True,
+        "max_retry_delay": timedelta(minutes=10),
+        "execution_timeout": timedelta(hours=2),
+    },
+    tags=["netflix-elt", "movielens"],
+) as dag:
+
+    @task(execution_timeout=timedelta(hours=1))
+    def upload_landed_files() -> list[str]:
+        """Upload new landing files; returns the stage keys written (the load procedure's file list)."""
+        from netflix_elt.config import Settings
+        from uploader import upload
+
+        settings = Settings.from_env()
+        landing = Path(os.environ.get("NETFLIX_ELT_LANDING_DIR", REPO / "data" / "landing"))
+        report = upload(landing, bucket=settings.bucket, prefix=settings.prefix, s3_client=_s3_client(), progress=False)
+        print(report.summary())
+        return report.uploaded_keys
+
+    uploaded = upload_landed_files()
+
+    load = LoadRawFilesOperator(
+        task_id="run_db_raw_ingestion",
+        conn_id=SNOWFLAKE_CONN_ID,
+        # the keys just uploaded; with none, the procedure still picks up any staged file not loaded yet
+        sql="CALL RAW.LOAD_RAW_FILES(PARSE_JSON(%(files)s), FALSE, NULL, FALSE)",
+        parameters={"files": "{{ ti.xcom_pull(task_ids='upload_landed_files') | tojson }}"},
+        handler=load_summary_handler,
+        show_return_value_in_logs=True,
+        execution_timeout=timedelta(hours=2),
+    )
+
+    dbt = DbtTaskGroup(
+        group_id="netflix_dbt_run",
+        project_config=ProjectConfig(dbt_project_path=DBT_PROJECT, manifest_path=DBT_MANIFEST, install_dbt_deps=False),
+        profile_config=ProfileConfig(
+            profile_name="netflix_dbt",
+            target_name="airflow",
+            profile_mapping=SnowflakeUserPasswordProfileMapping(
+                conn_id=SNOWFLAKE_CONN_ID, profile_args=_snowflake_profile_args()
+            ),
+        ),
+        # a model's test task runs the tests whose models are all built by then (a relationship test to a model
+        # in another branch runs with that model's tests instead)
+        execution_config=ExecutionConfig(
+            invocation_mode=InvocationMode.DBT_RUNNER, test_indirect_selection=TestIndirectSelection.BUILDABLE
+        ),
+        render_config=RenderConfig(load_method=LoadMode.DBT_MANIFEST),
+        operator_args={"install_deps": False},
+    )
+
+    uploaded >> load >> dbt
