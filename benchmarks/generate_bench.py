@@ -16,7 +16,6 @@ import datetime as dt
 import hashlib
 import json
 import os
-import platform
 import re
 import shutil
 import subprocess
@@ -26,7 +25,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from machine import cpu_model, memory_gib
+from machine import environment
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
@@ -159,15 +158,7 @@ def main(argv: list[str] | None = None) -> int:
         "threads": args.threads,
         "date": dt.datetime.now(dt.UTC).date().isoformat(),
         "identical": identical,
-        "environment": {
-            "cpu_count": os.cpu_count(),
-            "cpu_model": cpu_model(),
-            "memory_gib": memory_gib(),
-            "platform": platform.platform(),
-            "python": platform.python_version(),
-            "duckdb": duckdb.__version__,
-            "numpy": numpy.__version__,
-        },
+        "environment": environment(duckdb=duckdb.__version__, numpy=numpy.__version__),
         "runs": [asdict(r) for r in runs],
     }
     args.results.mkdir(parents=True, exist_ok=True)

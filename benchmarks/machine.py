@@ -24,3 +24,17 @@ def memory_gib() -> float | None:
     except OSError:
         pass
     return None
+
+
+def environment(**versions: str) -> dict[str, object]:
+    """Machine facts plus the versions of the tools a benchmark measured."""
+    import os
+
+    return {
+        "cpu_count": os.cpu_count(),
+        "cpu_model": cpu_model(),
+        "memory_gib": memory_gib(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        **versions,
+    }

@@ -27,7 +27,6 @@ import dataclasses
 import datetime as dt
 import json
 import os
-import platform
 import shutil
 import socket
 import subprocess
@@ -38,7 +37,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from machine import cpu_model, memory_gib
+from machine import environment
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -295,14 +294,7 @@ def main(argv: list[str] | None = None) -> int:
         "target_peak_rss_mb": TARGET_RSS_MB,
         "max_peak_rss_mb": max(r.peak_rss_mb for r in runs),
         "benchmark_process_rss_mb": round(parent_rss_mb, 1),
-        "environment": {
-            "cpu_count": os.cpu_count(),
-            "cpu_model": cpu_model(),
-            "memory_gib": memory_gib(),
-            "platform": platform.platform(),
-            "python": platform.python_version(),
-            "boto3": boto3.__version__,
-        },
+        "environment": environment(boto3=boto3.__version__),
         "runs": [asdict(r) for r in runs],
     }
     args.results.mkdir(parents=True, exist_ok=True)
