@@ -9,7 +9,7 @@ CLI := $(VENV)/bin/netflix-elt
 SCALE ?= ml-32m
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test lint typecheck up down status reset generate bench bench-upload lock clean
+.PHONY: help install run airflow test lint typecheck up down status reset generate bench bench-upload bench-dag lock clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -24,8 +24,11 @@ $(STAMP): requirements.lock pyproject.toml
 
 install: $(STAMP) ## create .venv and install the locked dependencies
 
-run: install ## start the local stack and run the whole pipeline, then print a summary
+run: install ## start the local stack and run the whole pipeline (the Airflow DAG, once), then print a summary
 	$(CLI) run
+
+airflow: install ## the Airflow UI on 127.0.0.1 (NETFLIX_ELT_AIRFLOW_PORT, default 8480) with the DAG; Ctrl-C stops it
+	$(CLI) airflow
 
 up: install ## start the local S3 server and Snowflake emulator
 	$(CLI) up
@@ -57,6 +60,9 @@ bench: install ## generator benchmark (SCALE=ml-32m by default)
 
 bench-upload: install ## uploader memory/throughput benchmark on a ~1 GB file
 	$(PY) benchmarks/upload_memory.py
+
+bench-dag: install ## the Airflow DAG run vs the same steps run directly (BENCH_SCALE=small by default)
+	$(PY) benchmarks/dag_vs_direct.py --scale $(or $(BENCH_SCALE),small)
 
 lock: ## re-resolve requirements.lock from pyproject.toml
 	@test -x $(UV) || { $(PYTHON) -m venv $(VENV) && $(PY) -m pip install --quiet "uv==0.13.9"; }

@@ -10,8 +10,9 @@ Daily ELT of MovieLens files into Snowflake, in three steps that cannot run out 
    rows is above `NETFLIX_ELT_MAX_REJECTED_SHARE` (default 0.01); then dbt does not run.
 3. **netflix_dbt_run**: the dbt project, one task per model with its tests (astronomer-cosmos).
 
-Connections: `snowflake_default` (Snowflake; its extra `protocol: http` targets the local emulator) and
-`aws_default` (S3; extra `endpoint_url` for an S3-compatible server). Landing directory:
+Connections: `snowflake_default` (Snowflake; its extra `protocol: http` targets the local emulator; dbt uses it
+too unless `NETFLIX_ELT_DBT_CONN_ID` names another) and `aws_default` (S3; extra `endpoint_url` for an
+S3-compatible server). Landing directory:
 `NETFLIX_ELT_LANDING_DIR` (default `data/landing` in the repository). Rerun a failed run from the grid view:
 every step is idempotent (uploads skip known content, the procedure skips loaded files, fct_ratings is
 incremental).
@@ -26,10 +27,10 @@ from pathlib import Path
 from typing import Any
 
 import pendulum
-from airflow.exceptions import AirflowFailException
 from airflow.providers.common.sql.operators.sql import SQLExecuteQueryOperator
 from airflow.providers.snowflake.hooks.snowflake import SnowflakeHook
 from airflow.sdk import DAG, BaseHook, task
+from airflow.sdk.exceptions import AirflowFailException
 from cosmos import DbtTaskGroup, ExecutionConfig, ProfileConfig, ProjectConfig, RenderConfig
 from cosmos.constants import InvocationMode, LoadMode, TestIndirectSelection
 from cosmos.profiles import SnowflakeUserPasswordProfileMapping
@@ -38,6 +39,8 @@ REPO = Path(__file__).resolve().parent.parent
 DBT_PROJECT = REPO / "netflix_dbt"
 DBT_MANIFEST = Path(os.environ.get("NETFLIX_ELT_DBT_MANIFEST", DBT_PROJECT / "target" / "manifest.json"))
 SNOWFLAKE_CONN_ID = "snowflake_default"
+# dbt may use its own connection (e.g. with role NETFLIX_TRANSFORMER while the load uses NETFLIX_LOADER)
+DBT_CONN_ID = os.environ.get("NETFLIX_ELT_DBT_CONN_ID", SNOWFLAKE_CONN_ID)
 AWS_CONN_ID = "aws_default"
 
 
@@ -154,7 +157,7 @@ with DAG(
             profile_name="netflix_dbt",
             target_name="airflow",
             profile_mapping=SnowflakeUserPasswordProfileMapping(
-                conn_id=SNOWFLAKE_CONN_ID, profile_args=_snowflake_profile_args()
+                conn_id=DBT_CONN_ID, profile_args=_snowflake_profile_args()
             ),
         ),
         # a model's test task runs the tests whose models are all built by then (a relationship test to a model

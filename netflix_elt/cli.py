@@ -29,7 +29,8 @@ Data and pipeline:
   netflix-elt transform dbt build of netflix_dbt: staging, dimensions and facts, marts, snapshot, tests
   netflix-elt status    the local stack, and what is staged, loaded and rejected
   netflix-elt run       all of it: start the stack, generate data if the landing directory is empty, deploy,
-                        upload, load, transform
+                        then one run of the Airflow DAG full_netflix_pipeline (upload >> load >> dbt)
+  netflix-elt airflow   the Airflow UI on 127.0.0.1 with the DAG and connections to the local stack
 
 Settings come from the environment or a .env file; see netflix_elt/config.py.
 """
@@ -83,18 +84,26 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(func=cmd_load)
     transform.register_cli(sub)
 
+    from . import orchestrate
+
+    orchestrate.register_cli(sub)
+
     p = sub.add_parser(
         "run",
         help="run the whole pipeline on the local stack",
         description="Start the local stack, generate data into the landing directory if it is empty, deploy the "
-        "Snowflake objects, upload the landing files and load them into RAW, then print a summary. Running it "
-        "again loads only what is new.",
+        "Snowflake objects, then run the Airflow DAG full_netflix_pipeline once (upload the landing files, CALL "
+        "RAW.LOAD_RAW_FILES, dbt build task by task) and print a summary. Running it again loads only what is new. "
+        "--direct runs the same steps without Airflow.",
     )
     p.add_argument(
         "--landing", type=Path, default=Path("data/landing"), help="landing directory (default: %(default)s)"
     )
     p.add_argument("--scale", default="small", help="generator scale when the landing directory is empty")
     p.add_argument("--seed", type=int, default=42, help="generator seed (default: %(default)s)")
+    p.add_argument("--direct", action="store_true", help="run upload, load and dbt build directly, not through Airflow")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--json-report", type=Path, help="also write the steps, their times and the outcome to this file")
     p.set_defaults(func=cmd_run)
 
     args = parser.parse_args(argv)
@@ -189,9 +198,7 @@ def cmd_load(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from uploader import upload
-
-    from . import generate, pipeline, transform
+    from . import generate, pipeline
 
     settings = Settings.from_env()
     stack = LocalStack(settings)
@@ -217,6 +224,62 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(proc.stdout + proc.stderr, file=sys.stderr)
         raise StackError("schemachange deploy failed (output above)")
     steps.append(("deploy (schemachange)", f"{pipeline.applied_scripts(proc)} scripts applied", time.monotonic() - t))
+
+    if args.direct:
+        summary, ok = _run_direct(settings, stack, landing, steps)
+    else:
+        summary, ok = _run_dag(settings, landing, steps, progress=not args.no_progress)
+
+    if args.json_report:
+        import json
+
+        args.json_report.write_text(
+            json.dumps(
+                {
+                    "mode": "direct" if args.direct else "dag",
+                    "success": ok,
+                    "steps": [{"step": n, "detail": d, "seconds": round(sec, 3)} for n, d, sec in steps],
+                    "load_summary": summary,
+                },
+                indent=2,
+                default=str,
+            )
+        )
+
+    print()
+    print("netflix-elt run")
+    print("=" * 78)
+    for name, detail, seconds in steps:
+        print(f"  {name:<22} {seconds:7.1f} s   {detail}")
+    print("-" * 78)
+    print(f"  landing files: {landing.resolve()}")
+    print(f"  stage:         {settings.stage_url} (S3 endpoint {settings.s3_endpoint})")
+    print(f"  emulator:      127.0.0.1:{settings.snowflake_port}, database {settings.database}")
+    print()
+    if summary:
+        print(textwrap.indent(pipeline.format_load_summary(summary), "  "))
+        print()
+    print(f"  {'RAW table':<22} {'rows':>12}")
+    with pipeline.connect(settings) as conn:
+        cur = conn.cursor()
+        for c in contracts.CONTRACTS.values():
+            cur.execute(f"SELECT COUNT(*) FROM {c.qualified_raw_table}")
+            print(f"  {c.qualified_raw_table:<22} {cur.fetchone()[0]:>12,}")
+        print()
+        print(f"  {'mart':<36} {'rows':>12}")
+        for mart in ("MOVIE_RATINGS", "GENRE_YEAR_POPULARITY", "USER_COHORTS", "MOVIE_TOP_GENOME_TAGS"):
+            cur.execute(f"SELECT COUNT(*) FROM MARTS.MART_{mart}")
+            print(f"  {'MARTS.MART_' + mart:<36} {cur.fetchone()[0]:>12,}")
+    return 0 if ok else 1
+
+
+def _run_direct(
+    settings: Settings, stack: LocalStack, landing: Path, steps: list[tuple[str, str, float]]
+) -> tuple[dict | None, bool]:
+    """upload, CALL RAW.LOAD_RAW_FILES and dbt build, one after the other in this process."""
+    from uploader import upload
+
+    from . import pipeline, transform
 
     t = time.monotonic()
     report = upload(
@@ -250,34 +313,59 @@ def cmd_run(args: argparse.Namespace) -> int:
             time.monotonic() - t,
         )
     )
-
-    print()
-    print("netflix-elt run")
-    print("=" * 78)
-    for name, detail, seconds in steps:
-        print(f"  {name:<22} {seconds:7.1f} s   {detail}")
-    print("-" * 78)
-    print(f"  landing files: {landing.resolve()}")
-    print(f"  stage:         {settings.stage_url} (S3 endpoint {settings.s3_endpoint})")
-    print(f"  emulator:      127.0.0.1:{settings.snowflake_port}, database {settings.database}")
-    print()
-    print(textwrap.indent(pipeline.format_load_summary(summary), "  "))
-    print()
-    print(f"  {'RAW table':<22} {'rows':>12}")
-    with pipeline.connect(settings) as conn:
-        cur = conn.cursor()
-        for c in contracts.CONTRACTS.values():
-            cur.execute(f"SELECT COUNT(*) FROM {c.qualified_raw_table}")
-            print(f"  {c.qualified_raw_table:<22} {cur.fetchone()[0]:>12,}")
-        print()
-        print(f"  {'mart':<36} {'rows':>12}")
-        for mart in ("MOVIE_RATINGS", "GENRE_YEAR_POPULARITY", "USER_COHORTS", "MOVIE_TOP_GENOME_TAGS"):
-            cur.execute(f"SELECT COUNT(*) FROM MARTS.MART_{mart}")
-            print(f"  {'MARTS.MART_' + mart:<36} {cur.fetchone()[0]:>12,}")
     if not built["success"]:
-        print()
-        print(textwrap.indent(transform.format_summary(built), "  "))
-    return 1 if summary["status"] == "FAILED" or not built["success"] else 0
+        print(textwrap.indent(transform.format_summary(built), "  "), file=sys.stderr)
+    return summary, summary["status"] != "FAILED" and bool(built["success"])
+
+
+def _run_dag(
+    settings: Settings, landing: Path, steps: list[tuple[str, str, float]], progress: bool
+) -> tuple[dict | None, bool]:
+    """One run of the Airflow DAG full_netflix_pipeline (dag.test(): no scheduler needed)."""
+    from . import orchestrate
+
+    t = time.monotonic()
+    env = orchestrate.airflow_env(settings, landing)
+    orchestrate.ensure_metadata_db(env)
+    orchestrate.ensure_manifest(env)
+    steps.append(("prepare Airflow", f"metadata DB and dbt manifest in {env['AIRFLOW_HOME']}", time.monotonic() - t))
+
+    result = orchestrate.run_dag(env, progress=progress)
+    if result.import_errors:
+        raise StackError(f"the DAG failed to import: {result.import_errors}")
+    upload_task = result.tasks.get("upload_landed_files", {})
+    load_task = result.tasks.get("run_db_raw_ingestion", {})
+    dbt_tasks = {t: v for t, v in result.tasks.items() if t.startswith("netflix_dbt_run.")}
+    keys = result.uploaded_keys or []
+    steps.append(
+        (
+            "upload_landed_files",
+            f"{upload_task.get('state', 'not run')}: {len(keys)} new object(s) staged",
+            upload_task.get("seconds") or 0.0,
+        )
+    )
+    summary = result.load_summary
+    load_detail = load_task.get("state", "not run")
+    if summary:
+        totals = summary["totals"]
+        load_detail += (
+            f": {totals['loaded'] + totals['partially_loaded']} files, {totals['rows_loaded']:,} rows, "
+            f"{totals['rows_rejected']:,} rejected"
+        )
+    steps.append(("run_db_raw_ingestion", load_detail, load_task.get("seconds") or 0.0))
+    ok_dbt = sum(1 for v in dbt_tasks.values() if v["state"] == "success")
+    steps.append(
+        (
+            "netflix_dbt_run",
+            f"{ok_dbt} of {len(dbt_tasks)} dbt tasks succeeded (a run and a test task per model)",
+            result.group_seconds("netflix_dbt_run."),
+        )
+    )
+    steps.append((f"DAG {orchestrate.DAG_ID}", f"{result.state.upper()}, run {result.run_id}", result.seconds))
+    if not result.success:
+        failed = ", ".join(f"{t} ({result.tasks[t]['state']})" for t in result.failed_tasks()[:8])
+        print(f"DAG run {result.state}: {failed}; task log: {result.log}", file=sys.stderr)
+    return summary, result.success
 
 
 if __name__ == "__main__":  # pragma: no cover

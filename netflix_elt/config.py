@@ -8,6 +8,8 @@ same code at a real Snowflake account and S3 bucket, set the variables below (in
 | ``NETFLIX_ELT_STACK_DIR`` | ``.stack`` | where the local stack keeps its state, logs and credentials |
 | ``NETFLIX_ELT_S3_PORT`` | ``9410`` | port of the local S3 server |
 | ``NETFLIX_ELT_SNOWFLAKE_PORT`` | ``8410`` | port of the local Snowflake emulator |
+| ``NETFLIX_ELT_AIRFLOW_PORT`` | ``8480`` | port of the local Airflow UI and API (``netflix-elt airflow``) |
+| ``NETFLIX_ELT_LANDING_DIR`` | ``data/landing`` | landing directory the DAG uploads from |
 | ``SNOWFLAKE_ACCOUNT`` | ``emulator`` | account identifier; anything but ``emulator`` means a real account |
 | ``SNOWFLAKE_USER`` / ``SNOWFLAKE_PASSWORD`` | local values | credentials (real accounts: also key-pair via ``SNOWFLAKE_PRIVATE_KEY_PATH``) |
 | ``SNOWFLAKE_HOST`` / ``SNOWFLAKE_PORT`` / ``SNOWFLAKE_PROTOCOL`` | the emulator | only set for the emulator |
@@ -44,6 +46,7 @@ class Settings:
     stack_dir: Path
     s3_port: int
     snowflake_port: int
+    airflow_port: int
     bucket: str
     prefix: str
     database: str
@@ -56,6 +59,7 @@ class Settings:
             stack_dir=Path(_env("NETFLIX_ELT_STACK_DIR", ".stack")).resolve(),
             s3_port=int(_env("NETFLIX_ELT_S3_PORT", "9410")),
             snowflake_port=int(_env("NETFLIX_ELT_SNOWFLAKE_PORT", "8410")),
+            airflow_port=int(_env("NETFLIX_ELT_AIRFLOW_PORT", "8480")),
             bucket=_env("NETFLIX_ELT_BUCKET", "netflix-landing"),
             prefix=_env("NETFLIX_ELT_PREFIX", "movielens/"),
             database=_env("SNOWFLAKE_DATABASE", "NETFLIX"),

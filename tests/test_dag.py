@@ -14,15 +14,14 @@ from typing import Any
 
 import pytest
 
-from netflix_elt import pipeline
-from netflix_elt.generate import generate, generate_daily
+from netflix_elt import orchestrate, pipeline
+from netflix_elt.generate import generate_daily
 from netflix_elt.stack import LocalStack
-from netflix_elt.transform import run_dbt
 from tests.conftest import REPO, make_stack
 
 DAG_ID = "full_netflix_pipeline"
 
-RUN_DAG = """
+SHAPE = """
 import json, sys
 from airflow.dag_processing.dagbag import DagBag
 bag = DagBag(dag_folder=sys.argv[1])
@@ -30,96 +29,52 @@ if bag.import_errors:
     print(json.dumps({"import_errors": {k: str(v) for k, v in bag.import_errors.items()}}))
     sys.exit(0)
 dag = bag.dags["full_netflix_pipeline"]
-if sys.argv[2] == "shape":
-    print(json.dumps({
-        "tasks": {t.task_id: sorted(t.downstream_task_ids) for t in dag.tasks},
-        "groups": sorted(dag.task_group_dict),
-        "schedule": str(dag.schedule), "catchup": dag.catchup, "max_active_runs": dag.max_active_runs,
-        "doc_md": bool(dag.doc_md),
-    }))
-else:
-    run = dag.test()
-    states = {ti.task_id: str(ti.state) for ti in run.get_task_instances()}
-    print(json.dumps({"state": str(run.state), "tasks": states}))
+print(json.dumps({
+    "tasks": {t.task_id: sorted(t.downstream_task_ids) for t in dag.tasks},
+    "groups": sorted(dag.task_group_dict),
+    "schedule": str(dag.schedule), "catchup": dag.catchup, "max_active_runs": dag.max_active_runs,
+    "doc_md": bool(dag.doc_md),
+}))
 """
 
 
 @pytest.fixture(scope="module")
 def airflow_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
-    """A local stack, deployed, with a dbt manifest, and an Airflow home whose connections point at it."""
+    """A local stack on free ports with Airflow's home inside it, set up as `netflix-elt run` does: the environment
+    (connections to the stack), the metadata database and the dbt manifest."""
     root = tmp_path_factory.mktemp("dag")
     stack = make_stack(root / "stack")
     stack.up()
     try:
-        env = {
-            **os.environ,
-            **stack.env(),
-            "NETFLIX_ELT_STACK_DIR": str(stack.root),
-            "NETFLIX_ELT_S3_PORT": str(stack.s3.port),
-            "NETFLIX_ELT_SNOWFLAKE_PORT": str(stack.snowflake.port),
-            "NETFLIX_ELT_LANDING_DIR": str(root / "landing"),
-            "NETFLIX_ELT_DBT_MANIFEST": str(root / "dbt-target" / "manifest.json"),
-            "DBT_TARGET_PATH": str(root / "dbt-target"),
-            "AIRFLOW_HOME": str(root / "airflow"),
-            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-            "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
-            "AIRFLOW__COSMOS__ENABLE_TELEMETRY": "False",
-            "AIRFLOW__COSMOS__CACHE_DIR": str(root / "cosmos-cache"),
-            "NETFLIX_ELT_TASK_RETRIES": "0",
-        }
-        creds = stack.env()
-        env["AIRFLOW_CONN_SNOWFLAKE_DEFAULT"] = json.dumps(
+        env = orchestrate.airflow_env(stack.settings, landing=root / "landing")
+        env.update(
             {
-                "conn_type": "snowflake",
-                "login": creds["SNOWFLAKE_USER"],
-                "password": creds["SNOWFLAKE_PASSWORD"],
-                "extra": {
-                    "account": "emulator",
-                    "host": "127.0.0.1",
-                    "port": stack.snowflake.port,
-                    "protocol": "http",
-                    "database": "NETFLIX",
-                    "warehouse": "COMPUTE_WH",
-                },
-            }
-        )
-        env["AIRFLOW_CONN_AWS_DEFAULT"] = json.dumps(
-            {
-                "conn_type": "aws",
-                "login": creds["AWS_ACCESS_KEY_ID"],
-                "password": creds["AWS_SECRET_ACCESS_KEY"],
-                "extra": {"endpoint_url": creds["AWS_ENDPOINT_URL"]},
+                "NETFLIX_ELT_STACK_DIR": str(stack.root),
+                "NETFLIX_ELT_S3_PORT": str(stack.s3.port),
+                "NETFLIX_ELT_SNOWFLAKE_PORT": str(stack.snowflake.port),
+                "NETFLIX_ELT_DBT_MANIFEST": str(root / "dbt-target" / "manifest.json"),
+                "NETFLIX_ELT_TASK_RETRIES": "0",
+                "_ROOT": str(root),
             }
         )
         saved = dict(os.environ)
         os.environ.update(env)
         try:
             assert pipeline.deploy(stack.settings, quiet=True).returncode == 0
-            assert run_dbt(["parse", "--target-path", env["DBT_TARGET_PATH"]]).success
         finally:
             os.environ.clear()
             os.environ.update(saved)
-        migrate = subprocess.run(
-            [str(Path(sys.executable).parent / "airflow"), "db", "migrate"], env=env, capture_output=True, text=True
-        )
-        assert migrate.returncode == 0, migrate.stdout + migrate.stderr
-        env["_STACK_ROOT"] = str(root)
+        orchestrate.ensure_metadata_db(env)
+        orchestrate.ensure_manifest(env)
         yield env
     finally:
         stack.down()
 
 
-def run_dag(env: dict[str, str], what: str = "test") -> dict[str, Any]:
-    proc = subprocess.run(
-        [sys.executable, "-c", RUN_DAG, str(REPO / "dags"), what],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=900,
+def cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "netflix_elt", *args], env=env, capture_output=True, text=True, timeout=900, cwd=REPO
     )
-    lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
-    assert lines, proc.stdout[-3000:] + proc.stderr[-3000:]
-    return dict(json.loads(lines[-1]))
 
 
 def stack_of(env: dict[str, str]) -> LocalStack:
@@ -142,7 +97,11 @@ def sql(env: dict[str, str], query: str) -> list[tuple[Any, ...]]:
 
 
 def test_dag_shape(airflow_env: dict[str, str]) -> None:
-    shape = run_dag(airflow_env, "shape")
+    proc = subprocess.run(
+        [sys.executable, "-c", SHAPE, str(REPO / "dags")], env=airflow_env, capture_output=True, text=True, timeout=300
+    )
+    assert proc.stdout.strip(), proc.stderr[-3000:]
+    shape = json.loads(proc.stdout.strip().splitlines()[-1])
     assert "import_errors" not in shape, shape
     tasks = shape["tasks"]
     assert tasks["upload_landed_files"] == ["run_db_raw_ingestion"]
@@ -164,22 +123,27 @@ def test_dag_shape(airflow_env: dict[str, str]) -> None:
     )
 
 
-def test_dag_runs_end_to_end_then_loads_only_a_new_daily_file(airflow_env: dict[str, str]) -> None:
+def test_make_run_runs_the_dag_end_to_end_then_loads_only_a_new_daily_file(airflow_env: dict[str, str]) -> None:
     landing = Path(airflow_env["NETFLIX_ELT_LANDING_DIR"])
-    generate(landing, scale="tiny", seed=5)
-    first = run_dag(airflow_env)
-    assert first["state"] == "success", {t: s for t, s in first["tasks"].items() if s != "success"}
-    assert all(state == "success" for state in first["tasks"].values()), first["tasks"]
+    first = cli(airflow_env, "run", "--scale", "tiny", "--seed", "5", "--landing", str(landing), "--no-progress")
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    assert "DAG full_netflix_pipeline" in first.stdout and "SUCCESS, run manual__" in first.stdout
+    assert "upload_landed_files" in first.stdout and "success: 6 new object(s) staged" in first.stdout
+    assert "SUCCESS: 6 file(s) loaded" in first.stdout  # the load summary, from the load task's XCom
+    nodes = sum(len(list((REPO / "netflix_dbt" / d).rglob("*.sql"))) for d in ("models", "snapshots"))
+    assert f"{2 * nodes} of {2 * nodes} dbt tasks succeeded" in first.stdout
     assert sql(airflow_env, "SELECT COUNT(*) FROM MARTS.MART_MOVIE_RATINGS")[0][0] > 0
     tracked = sql(airflow_env, "SELECT COUNT(*) FROM RAW.LOAD_TRACKING")[0][0]
 
-    daily = Path(airflow_env["_STACK_ROOT"]) / "daily"
+    daily = Path(airflow_env["_ROOT"]) / "daily"
     generate_daily(daily, dt.date(2023, 10, 13), scale="tiny", seed=5)
     shutil.copy(daily / "ratings_20231013.csv", landing)
     new_rows = sum(1 for _ in (daily / "ratings_20231013.csv").open()) - 1
     facts = sql(airflow_env, "SELECT COUNT(*) FROM CORE.FCT_RATINGS")[0][0]
-    second = run_dag(airflow_env)
-    assert second["state"] == "success", second
+    second = cli(airflow_env, "run", "--landing", str(landing), "--no-progress")
+    assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
+    assert "success: 1 new object(s) staged" in second.stdout
+    assert "0 scripts applied" in second.stdout
     assert sql(airflow_env, "SELECT COUNT(*) FROM RAW.LOAD_TRACKING")[0][0] == tracked + 1
     assert sql(airflow_env, "SELECT COUNT(*) FROM CORE.FCT_RATINGS")[0][0] == facts + new_rows
 
@@ -188,9 +152,14 @@ def test_rejected_rows_over_the_limit_fail_the_load_and_skip_dbt(airflow_env: di
     landing = Path(airflow_env["NETFLIX_ELT_LANDING_DIR"])
     bad = "userId,movieId,rating,timestamp\n" + "".join(f"9,{i},oops,1700000000\n" for i in range(1, 11))
     (landing / "ratings_20231020.csv").write_text(bad + "9,11,4.0,1700000000\n")
-    result = run_dag(airflow_env)
-    assert result["state"] == "failed", result
-    assert result["tasks"]["upload_landed_files"] == "success"
-    assert result["tasks"]["run_db_raw_ingestion"] == "failed"
-    dbt_states = {t: s for t, s in result["tasks"].items() if t.startswith("netflix_dbt_run.")}
+    result = orchestrate.run_dag(airflow_env, progress=False)
+    assert result.state == "failed", result
+    states = {t: v["state"] for t, v in result.tasks.items()}
+    assert states["upload_landed_files"] == "success"
+    assert states["run_db_raw_ingestion"] == "failed"
+    dbt_states = {t: s for t, s in states.items() if t.startswith("netflix_dbt_run.")}
     assert dbt_states and all(s == "upstream_failed" for s in dbt_states.values()), dbt_states
+    # the reason, in one line of the task's log
+    assert result.log is not None
+    reason = [line for line in result.log.read_text().splitlines() if "load rejected 10 of 11 rows" in line]
+    assert reason and "NETFLIX_ELT_MAX_REJECTED_SHARE" in reason[0], result.log

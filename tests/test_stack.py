@@ -116,14 +116,15 @@ def test_credentials_are_generated_locally_and_not_in_the_repo(stack: LocalStack
             assert creds["AWS_SECRET_ACCESS_KEY"] not in text, path
 
 
-def test_run_pipeline_deploys_uploads_loads_and_reruns_cleanly(cli_env: dict[str, str]) -> None:
+def test_run_direct_deploys_uploads_loads_and_reruns_cleanly(cli_env: dict[str, str]) -> None:
+    """`run --direct`: the pipeline's steps without Airflow (the DAG path of `run` is tested in test_dag.py)."""
     try:
-        first = cli(cli_env, "run", "--scale", "tiny", timeout=600)
+        first = cli(cli_env, "run", "--direct", "--scale", "tiny", timeout=600)
         assert first.returncode == 0, first.stdout + first.stderr
         assert "SUCCESS: 6 file(s) loaded" in first.stdout
         assert "6 uploaded, 0 already there" in first.stdout
         assert "7 scripts applied" in first.stdout
-        second = cli(cli_env, "run", "--scale", "tiny", timeout=600)
+        second = cli(cli_env, "run", "--direct", "--scale", "tiny", timeout=600)
         assert second.returncode == 0, second.stdout + second.stderr
         assert "0 uploaded, 6 already there" in second.stdout
         assert "0 scripts applied" in second.stdout

@@ -1,0 +1,136 @@
+"""`make airflow`: the Airflow UI and API on 127.0.0.1, driven through the REST API as an operator would."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from netflix_elt.generate import generate
+from tests.conftest import REPO, free_port
+
+DAG_ID = "full_netflix_pipeline"
+
+
+class Api:
+    def __init__(self, base: str) -> None:
+        self.base = base
+        self.token: str | None = None
+
+    def call(self, method: str, path: str, body: Any = None) -> Any:
+        headers = {"Content-Type": "application/json"}
+        if self.token:
+            headers["Authorization"] = f"Bearer {self.token}"
+        data = json.dumps(body).encode() if body is not None else None
+        req = urllib.request.Request(self.base + path, method=method, data=data, headers=headers)
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            return json.loads(resp.read() or b"null")
+
+    def wait(self, method: str, path: str, timeout: float, ok: Any = None) -> Any:
+        deadline = time.monotonic() + timeout
+        last: Exception | None = None
+        while time.monotonic() < deadline:
+            try:
+                value = self.call(method, path)
+                if ok is None or ok(value):
+                    return value
+            except (urllib.error.URLError, ConnectionError, TimeoutError) as e:
+                last = e
+            time.sleep(2)
+        raise AssertionError(f"{method} {path} not ready after {timeout:.0f} s (last error: {last})")
+
+
+def _port_open(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def test_make_airflow_serves_the_ui_and_runs_the_dag_through_the_rest_api(tmp_path: Path) -> None:
+    landing = tmp_path / "landing"
+    generate(landing, scale="tiny", seed=11)
+    port = free_port()
+    env = {
+        **os.environ,
+        "NETFLIX_ELT_STACK_DIR": str(tmp_path / "stack"),
+        "NETFLIX_ELT_S3_PORT": str(free_port()),
+        "NETFLIX_ELT_SNOWFLAKE_PORT": str(free_port()),
+        "NETFLIX_ELT_AIRFLOW_PORT": str(port),
+        "NETFLIX_ELT_LANDING_DIR": str(landing),
+        "NETFLIX_ELT_DBT_MANIFEST": str(tmp_path / "dbt-target" / "manifest.json"),
+        "NETFLIX_ELT_TASK_RETRIES": "0",
+    }
+    env.pop("AIRFLOW_HOME", None)
+    out = tmp_path / "make-airflow.log"
+    with out.open("w") as log:
+        proc = subprocess.Popen(
+            ["make", "-s", "airflow"], cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    api = Api(f"http://127.0.0.1:{port}")
+    try:
+        try:
+            health = api.wait("GET", "/api/v2/monitor/health", 300, ok=lambda h: h["scheduler"]["status"] == "healthy")
+        except AssertionError as e:
+            raise AssertionError(f"{e}\n{out.read_text()[-4000:]}") from None
+        assert health["metadatabase"]["status"] == "healthy"
+        # the login printed for the user is the one that works
+        printed = out.read_text()
+        password = json.loads((tmp_path / "stack" / "airflow" / "passwords.json").read_text())["admin"]
+        assert f"user admin, password {password}" in printed
+        with pytest.raises(urllib.error.HTTPError) as denied:
+            api.call("GET", f"/api/v2/dags/{DAG_ID}")
+        assert denied.value.code == 401
+        api.token = api.call("POST", "/auth/token", {"username": "admin", "password": password})["access_token"]
+
+        dag = api.wait("GET", f"/api/v2/dags/{DAG_ID}", 180)
+        assert dag["is_paused"] is True  # new DAGs start paused; Trigger in the UI offers "Unpause on trigger"
+        tasks = api.call("GET", f"/api/v2/dags/{DAG_ID}/tasks")["tasks"]
+        assert {"upload_landed_files", "run_db_raw_ingestion"} <= {t["task_id"] for t in tasks}
+
+        # trigger the run for today's schedule (so unpausing does not add a second, scheduled run), then unpause
+        today = dt.datetime.now(dt.UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+        run = api.call("POST", f"/api/v2/dags/{DAG_ID}/dagRuns", {"logical_date": today.isoformat()})
+        api.call("PATCH", f"/api/v2/dags/{DAG_ID}", {"is_paused": False})
+        run_path = f"/api/v2/dags/{DAG_ID}/dagRuns/{run['dag_run_id']}"
+        done = api.wait("GET", run_path, 900, ok=lambda r: r["state"] in {"success", "failed"})
+        if done["state"] != "success":
+            tis = api.call("GET", f"{run_path}/taskInstances?limit=100")["task_instances"]
+            bad = {t["task_id"]: t["state"] for t in tis if t["state"] != "success"}
+            raise AssertionError(f"DAG run {done['state']}: {bad}")
+
+        tis = api.call("GET", f"{run_path}/taskInstances?limit=100")["task_instances"]
+        assert len(tis) == len(tasks) and all(t["state"] == "success" for t in tis)
+        xcom = api.call("GET", f"{run_path}/taskInstances/run_db_raw_ingestion/xcomEntries/return_value")
+        summary = xcom["value"] if isinstance(xcom["value"], dict) else json.loads(xcom["value"])
+        assert summary["status"] == "SUCCESS" and summary["totals"]["loaded"] == 6, summary
+        runs = api.call("GET", f"/api/v2/dags/{DAG_ID}/dagRuns")["dag_runs"]
+        assert [r["dag_run_id"] for r in runs] == [run["dag_run_id"]]
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C in the terminal that runs `make airflow`
+        try:
+            proc.wait(90)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            raise
+        finally:
+            subprocess.run(
+                [sys.executable, "-m", "netflix_elt", "down"], env=env, cwd=REPO, capture_output=True, timeout=60
+            )
+    deadline = time.monotonic() + 30
+    while _port_open(port) and time.monotonic() < deadline:
+        time.sleep(1)
+    assert not _port_open(port), "Airflow still serves after Ctrl-C"
+    leftovers = subprocess.run(["pgrep", "-f", f"port:{port}"], capture_output=True, text=True).stdout
+    assert not leftovers.strip(), leftovers
