@@ -248,10 +248,10 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     print()
     print("netflix-elt run")
-    print("=" * 78)
+    print("=" * 82)
     for name, detail, seconds in steps:
-        print(f"  {name:<22} {seconds:7.1f} s   {detail}")
-    print("-" * 78)
+        print(f"  {name:<26} {seconds:7.1f} s   {detail}")
+    print("-" * 82)
     print(f"  landing files: {landing.resolve()}")
     print(f"  stage:         {settings.stage_url} (S3 endpoint {settings.s3_endpoint})")
     print(f"  emulator:      127.0.0.1:{settings.snowflake_port}, database {settings.database}")
