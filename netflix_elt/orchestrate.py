@@ -207,8 +207,13 @@ def _progress_bar(enabled: bool) -> Any:
         return None
     from tqdm import tqdm
 
+    # disable=None: no bar when stderr is not a terminal (logs, CI)
     return tqdm(
-        total=0, desc=DAG_ID, unit="task", bar_format="{desc}: {n}/{total} tasks |{bar:30}| {elapsed} {postfix}"
+        total=0,
+        desc=DAG_ID,
+        unit="task",
+        disable=None,
+        bar_format="{desc}: {n}/{total} tasks |{bar:30}| {elapsed} {postfix}",
     )
 
 
