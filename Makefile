@@ -20,6 +20,15 @@ $(STAMP): requirements.lock pyproject.toml
 	@$(PY) -m pip install --quiet --disable-pip-version-check "uv==0.13.9"
 	$(UV) pip sync --quiet --python $(PY) requirements.lock
 	$(UV) pip install --quiet --python $(PY) --no-deps -e .
+	@command -v chromium >/dev/null || command -v chromium-browser >/dev/null || { \
+	  if command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+	    echo "installing Debian's chromium (tests/test_report.py renders the HTML report in it, headless)"; \
+	    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } \
+	      || echo "could not install chromium with apt-get: tests/test_report.py will skip its browser check"; \
+	  else \
+	    echo "chromium is not installed and cannot be installed here (needs apt-get and root): tests/test_report.py" \
+	      "will skip its browser check; install it with your package manager (e.g. sudo apt-get install chromium)"; \
+	  fi; }
 	@touch $(STAMP)
 
 install: $(STAMP) ## create .venv and install the locked dependencies

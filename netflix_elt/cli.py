@@ -27,6 +27,7 @@ Data and pipeline:
   netflix-elt upload    check landing files against the contracts and upload them to the stage's S3 location
   netflix-elt load      CALL RAW.LOAD_RAW_FILES: load new staged files into RAW
   netflix-elt transform dbt build of netflix_dbt: staging, dimensions and facts, marts, snapshot, tests
+  netflix-elt report    an HTML report (opens offline) of the marts and the pipeline's health
   netflix-elt status    the local stack, and what is staged, loaded and rejected
   netflix-elt run       all of it: start the stack, generate data if the landing directory is empty, deploy,
                         then one run of the Airflow DAG full_netflix_pipeline (upload >> load >> dbt)
@@ -87,6 +88,10 @@ def main(argv: list[str] | None = None) -> int:
     from . import orchestrate
 
     orchestrate.register_cli(sub)
+
+    from . import report
+
+    report.register_cli(sub)
 
     p = sub.add_parser(
         "run",
@@ -270,6 +275,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         for mart in ("MOVIE_RATINGS", "GENRE_YEAR_POPULARITY", "USER_COHORTS", "MOVIE_TOP_GENOME_TAGS"):
             cur.execute(f"SELECT COUNT(*) FROM MARTS.MART_{mart}")
             print(f"  {'MARTS.MART_' + mart:<36} {cur.fetchone()[0]:>12,}")
+    if ok:
+        from . import report
+
+        print(f"\n  report: {report.write_report(settings=settings).path.resolve()}")
     return 0 if ok else 1
 
 
