@@ -145,27 +145,54 @@ def _in_list(values):
     return ", ".join(_q(v) for v in values) or "NULL"
 
 
+# Up to this many source keys are looked up in LOAD_TRACKING by key (IN list); more (a LIST of a long history) are
+# matched against the tracking rows of their datasets, which costs far less than parsing a huge IN list.
+IN_LIST_LIMIT = 500
+
+
+def _tracking_rows(session, key_column, keys, datasets, columns, condition=""):
+    """Tracking rows whose key_column is one of keys (a superset when there are many keys: all rows of datasets)."""
+    where = (
+        f"{key_column} IN ({_in_list(sorted(keys))})"
+        if len(keys) <= IN_LIST_LIMIT
+        else f"DATASET IN ({_in_list(sorted(datasets))})"
+    )
+    return session.sql(f"SELECT {columns} FROM {TRACKING} WHERE {where}{condition}").collect()
+
+
 def _tracked(session, sources):
     if not sources:
         return {}
-    rows = session.sql(
-        f"SELECT FILE_KEY, STATUS, LOAD_ID, "
-        f"CLAIMED_AT < DATEADD(minute, -{STALE_CLAIM_MINUTES}, CURRENT_TIMESTAMP()::TIMESTAMP_NTZ) AS STALE "
-        f"FROM {TRACKING} WHERE FILE_KEY IN ({_in_list(sources)})"
-    ).collect()
-    return {r["FILE_KEY"]: r.as_dict() for r in rows}
+    rows = _tracking_rows(
+        session,
+        "FILE_KEY",
+        set(sources),
+        {s["dataset"] for s in sources.values()},
+        f"FILE_KEY, STATUS, LOAD_ID, "
+        f"CLAIMED_AT < DATEADD(minute, -{STALE_CLAIM_MINUTES}, CURRENT_TIMESTAMP()::TIMESTAMP_NTZ) AS STALE",
+    )
+    return {r["FILE_KEY"]: r.as_dict() for r in rows if r["FILE_KEY"] in sources}
 
 
 def _loaded_checksums(session, sources):
+    """{checksum: the first key loaded with that content} for the sources' checksums (same content, any name)."""
     checksums = {s["checksum"] for s in sources.values()}
     if not checksums:
         return {}
-    rows = session.sql(
-        f"SELECT CONTENT_CHECKSUM, MIN(FILE_KEY) AS FILE_KEY FROM {TRACKING} "
-        f"WHERE CONTENT_CHECKSUM IN ({_in_list(sorted(checksums))}) AND STATUS IN ('LOADED', 'PARTIALLY_LOADED') "
-        "GROUP BY CONTENT_CHECKSUM"
-    ).collect()
-    return {r["CONTENT_CHECKSUM"]: r["FILE_KEY"] for r in rows}
+    rows = _tracking_rows(
+        session,
+        "CONTENT_CHECKSUM",
+        checksums,
+        {s["dataset"] for s in sources.values()},
+        "CONTENT_CHECKSUM, FILE_KEY",
+        " AND STATUS IN ('LOADED', 'PARTIALLY_LOADED')",
+    )
+    found = {}
+    for r in rows:
+        checksum, key = r["CONTENT_CHECKSUM"], r["FILE_KEY"]
+        if checksum in checksums and (checksum not in found or key < found[checksum]):
+            found[checksum] = key
+    return found
 
 
 def _now_sql():
@@ -216,19 +243,25 @@ def _record_duplicate(session, src, duplicate_of, load_id):
 # -- loading -----------------------------------------------------------------------------------------------------
 
 
-def _load(session, src, load_id, force):
-    contract = contracts.CONTRACTS[src["dataset"]]
-    table = contract.qualified_raw_table
+def copy_statement(contract, objects, load_id, force=False):
+    """The COPY INTO that loads a source file's staged objects into its RAW table, lineage columns filled."""
     columns = [c.raw_name for c in contract.columns] + [name for name, _ in contracts.LINEAGE_COLUMNS]
     fields = ", ".join(f"${i}" for i in range(1, len(contract.columns) + 1))
-    files = ", ".join(_q(o) for o in src["objects"])
-    copy = (
-        f"COPY INTO {table} ({', '.join(columns)}) FROM (SELECT {fields}, METADATA$FILENAME, "
+    files = ", ".join(_q(o) for o in objects)
+    return (
+        f"COPY INTO {contract.qualified_raw_table} ({', '.join(columns)}) FROM (SELECT {fields}, METADATA$FILENAME, "
         f"METADATA$FILE_ROW_NUMBER, {_q(load_id)}, {_now_sql()} FROM @{STAGE}) "
         f"FILES = ({files}) FILE_FORMAT = (FORMAT_NAME = '{FILE_FORMAT}') ON_ERROR = CONTINUE"
         + (" FORCE = TRUE" if force else "")
     )
-    session.sql(f"UPDATE {TRACKING} SET STARTED_AT = {_now_sql()} WHERE FILE_KEY = {_q(src['key'])}").collect()
+
+
+def _load(session, src, load_id, force):
+    contract = contracts.CONTRACTS[src["dataset"]]
+    table = contract.qualified_raw_table
+    copy = copy_statement(contract, src["objects"], load_id, force)
+    # when the COPY started is recorded with the outcome (one statement per file fewer), on the same clock
+    started = time.monotonic()
     parsed = loaded = rejected = 0
     first_error = None
     unreadable = False
@@ -260,7 +293,9 @@ def _load(session, src, load_id, force):
         status, first_error = "FAILED", _error_text(e)
     session.sql(
         f"UPDATE {TRACKING} SET STATUS = {_q(status)}, ROWS_PARSED = {parsed}, ROWS_LOADED = {loaded}, "
-        f"ROWS_REJECTED = {rejected}, FIRST_ERROR = {_q(first_error)}, FINISHED_AT = {_now_sql()} "
+        f"ROWS_REJECTED = {rejected}, FIRST_ERROR = {_q(first_error)}, "
+        f"STARTED_AT = DATEADD(millisecond, -{int((time.monotonic() - started) * 1000)}, {_now_sql()}), "
+        f"FINISHED_AT = {_now_sql()} "
         f"WHERE FILE_KEY = {_q(src['key'])} AND LOAD_ID = {_q(load_id)}"
     ).collect()
     return _result(src, status, parsed, loaded, rejected, first_error)
