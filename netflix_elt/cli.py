@@ -27,6 +27,7 @@ Data and pipeline:
   netflix-elt upload    check landing files against the contracts and upload them to the stage's S3 location
   netflix-elt load      CALL RAW.LOAD_RAW_FILES: load new staged files into RAW
   netflix-elt transform dbt build of netflix_dbt: staging, dimensions and facts, marts, snapshot, tests
+  netflix-elt docs      dbt docs of netflix_dbt (models, columns, lineage); --serve serves them on 127.0.0.1
   netflix-elt report    an HTML report (opens offline) of the marts and the pipeline's health
   netflix-elt status    the local stack, and what is staged, loaded and rejected
   netflix-elt run       all of it: start the stack, generate data if the landing directory is empty, deploy,
@@ -84,6 +85,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", action="store_true", help="print the procedure's JSON result")
     p.set_defaults(func=cmd_load)
     transform.register_cli(sub)
+
+    from . import docs
+
+    docs.register_cli(sub)
 
     from . import orchestrate
 

@@ -9,6 +9,7 @@ same code at a real Snowflake account and S3 bucket, set the variables below (in
 | ``NETFLIX_ELT_S3_PORT`` | ``9410`` | port of the local S3 server |
 | ``NETFLIX_ELT_SNOWFLAKE_PORT`` | ``8410`` | port of the local Snowflake emulator |
 | ``NETFLIX_ELT_AIRFLOW_PORT`` | ``8480`` | port of the local Airflow UI and API (``netflix-elt airflow``) |
+| ``NETFLIX_ELT_DOCS_PORT`` | ``8580`` | port of the dbt docs server (``netflix-elt docs --serve``) |
 | ``NETFLIX_ELT_LANDING_DIR`` | ``data/landing`` | landing directory the DAG uploads from |
 | ``SNOWFLAKE_ACCOUNT`` | ``emulator`` | account identifier; anything but ``emulator`` means a real account |
 | ``SNOWFLAKE_USER`` / ``SNOWFLAKE_PASSWORD`` | local values | credentials (real accounts: also key-pair via ``SNOWFLAKE_PRIVATE_KEY_PATH``) |
