@@ -6,13 +6,12 @@ PY := $(VENV)/bin/python
 UV := $(VENV)/bin/uv
 STAMP := $(VENV)/.installed
 CLI := $(VENV)/bin/netflix-elt
-SCALE ?= ml-32m
 
 .DEFAULT_GOAL := help
-.PHONY: help install run airflow test lint typecheck up down status reset generate bench bench-upload bench-dag lock clean
+.PHONY: help install run airflow docs docs-serve test lint typecheck up down status reset generate bench bench-generate bench-upload bench-dag lock clean
 
 help: ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
 
 $(STAMP): requirements.lock pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "Python 3.11 is required ($(PYTHON) not found)"; exit 1; }
@@ -39,6 +38,12 @@ run: install ## start the local stack and run the whole pipeline (the Airflow DA
 airflow: install ## the Airflow UI on 127.0.0.1 (NETFLIX_ELT_AIRFLOW_PORT, default 8480) with the DAG; Ctrl-C stops it
 	$(CLI) airflow
 
+docs: install ## dbt docs of netflix_dbt into netflix_dbt/target (SERVE=1: then serve them on 127.0.0.1:8580)
+	$(CLI) docs $(if $(SERVE),--serve)
+
+docs-serve: install ## dbt docs, served on 127.0.0.1 (NETFLIX_ELT_DOCS_PORT, default 8580); Ctrl-C stops it
+	$(CLI) docs --serve
+
 up: install ## start the local S3 server and Snowflake emulator
 	$(CLI) up
 
@@ -52,7 +57,7 @@ reset: install ## stop the local stack and delete its state
 	$(CLI) reset
 
 generate: install ## write synthetic MovieLens files into data/generated (SCALE=small|...)
-	$(CLI) generate --scale $(if $(filter ml-32m,$(SCALE)),small,$(SCALE))
+	$(CLI) generate --scale $(or $(SCALE),small)
 
 lint: install ## ruff (lint + format check)
 	$(VENV)/bin/ruff check .
@@ -64,14 +69,17 @@ typecheck: install ## mypy
 test: install lint typecheck ## install, lint, type-check and run every test (tests start the servers they need)
 	$(VENV)/bin/pytest
 
-bench: install ## generator benchmark (SCALE=ml-32m by default)
-	$(PY) benchmarks/generate_bench.py --scale $(SCALE)
+bench: install ## upload, load, incremental CALLs, dbt and the DAG against their baselines (SCALE=medium; SCALE=ml-32m for the full size)
+	$(PY) benchmarks/bench.py --scale $(or $(SCALE),medium)
+
+bench-generate: install ## generator benchmark (SCALE=ml-32m by default)
+	$(PY) benchmarks/generate_bench.py --scale $(or $(SCALE),ml-32m)
 
 bench-upload: install ## uploader memory/throughput benchmark on a ~1 GB file
 	$(PY) benchmarks/upload_memory.py
 
-bench-dag: install ## the Airflow DAG run vs the same steps run directly (BENCH_SCALE=small by default)
-	$(PY) benchmarks/dag_vs_direct.py --scale $(or $(BENCH_SCALE),small)
+bench-dag: install ## the Airflow DAG run vs the same steps run directly, 2 rounds (SCALE=small by default)
+	$(PY) benchmarks/dag_vs_direct.py --scale $(or $(SCALE),small)
 
 lock: ## re-resolve requirements.lock from pyproject.toml
 	@test -x $(UV) || { $(PYTHON) -m venv $(VENV) && $(PY) -m pip install --quiet "uv==0.13.9"; }

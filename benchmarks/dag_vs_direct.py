@@ -7,8 +7,8 @@ loaded):
 - ``direct`` (baseline): upload, ``CALL RAW.LOAD_RAW_FILES`` and one ``dbt build``, one after the other in one
   process;
 - ``dag``: one run of the DAG ``full_netflix_pipeline`` (``dag.test()``, what ``make run`` does): the upload task,
-  the load task (SQLExecuteQueryOperator) and the Cosmos task group, one dbt run task and one dbt test task per
-  model, dbt in-process (dbtRunner).
+  the load task (SQLExecuteQueryOperator) and the Cosmos task group, one `dbt build` task per model, dbt
+  in-process (dbtRunner).
 
 Measured per mode: the wall time of those steps (for the DAG, from starting the child that parses and runs it to
 its end); the one-off preparation of the DAG mode (Airflow metadata database, dbt manifest) separately. The modes
@@ -180,7 +180,8 @@ def render(r: dict[str, Any]) -> str:
     lines += [
         "",
         f"Target: a DAG run within {r['target_ratio']}x the direct steps: **{verdict}**. The DAG's dbt figure is the "
-        "sum of its task durations (one dbt run task and one dbt test task per model, in order); the whole-run "
+        "sum of its task durations (a `dbt build` task per model, a freshness task per source, a task per "
+        "relationship test, in order); the whole-run "
         "figure also counts parsing the DAG and Airflow's own work between tasks. One-off preparation of the DAG "
         f"mode (metadata database, dbt manifest): {r['prepare_seconds_median']:.1f} s, not counted.",
         "",

@@ -8,7 +8,9 @@ Daily ELT of MovieLens files into Snowflake, in three steps that cannot run out 
 2. **run_db_raw_ingestion**: `CALL RAW.LOAD_RAW_FILES(<those keys>)`. XCom: the procedure's JSON summary. The
    task fails, with the reason in one line of its log, when a file failed to load or when the share of rejected
    rows is above `NETFLIX_ELT_MAX_REJECTED_SHARE` (default 0.01); then dbt does not run.
-3. **netflix_dbt_run**: the dbt project, one task per model with its tests (astronomer-cosmos).
+3. **netflix_dbt_run**: the dbt project (astronomer-cosmos): one task per model and snapshot (`dbt build` of it: the
+   model, its tests and unit tests), one per source (freshness), and one per relationship test once both of its
+   models are built. A model whose tests fail stops the models downstream of it.
 
 Connections: `snowflake_default` (Snowflake; its extra `protocol: http` targets the local emulator; dbt uses it
 too unless `NETFLIX_ELT_DBT_CONN_ID` names another) and `aws_default` (S3; extra `endpoint_url` for an
@@ -32,7 +34,13 @@ from airflow.providers.snowflake.hooks.snowflake import SnowflakeHook
 from airflow.sdk import DAG, BaseHook, task
 from airflow.sdk.exceptions import AirflowFailException
 from cosmos import DbtTaskGroup, ExecutionConfig, ProfileConfig, ProjectConfig, RenderConfig
-from cosmos.constants import InvocationMode, LoadMode, TestIndirectSelection
+from cosmos.constants import (
+    InvocationMode,
+    LoadMode,
+    SourceRenderingBehavior,
+    TestBehavior,
+    TestIndirectSelection,
+)
 from cosmos.profiles import SnowflakeUserPasswordProfileMapping
 
 REPO = Path(__file__).resolve().parent.parent
@@ -165,7 +173,15 @@ with DAG(
         execution_config=ExecutionConfig(
             invocation_mode=InvocationMode.DBT_RUNNER, test_indirect_selection=TestIndirectSelection.BUILDABLE
         ),
-        render_config=RenderConfig(load_method=LoadMode.DBT_MANIFEST),
+        # one task per model (or snapshot): `dbt build` of the node with its tests and unit tests; a task per source
+        # running the source's tests before anything reads it; a task for each test of two models (relationships)
+        # once both are built. So a DAG run runs every test `dbt build` would.
+        render_config=RenderConfig(
+            load_method=LoadMode.DBT_MANIFEST,
+            test_behavior=TestBehavior.BUILD,
+            source_rendering_behavior=SourceRenderingBehavior.WITH_TESTS_OR_FRESHNESS,
+            should_detach_multiple_parents_tests=True,
+        ),
         operator_args={"install_deps": False},
     )
 

@@ -371,7 +371,7 @@ def _run_dag(
     steps.append(
         (
             "netflix_dbt_run",
-            f"{ok_dbt} of {len(dbt_tasks)} dbt tasks succeeded (a run and a test task per model)",
+            f"{ok_dbt} of {len(dbt_tasks)} dbt tasks succeeded (a build per model, source freshness, relationships)",
             result.group_seconds("netflix_dbt_run."),
         )
     )

@@ -187,7 +187,7 @@ def _loaded_checksums(session, sources):
         "CONTENT_CHECKSUM, FILE_KEY",
         " AND STATUS IN ('LOADED', 'PARTIALLY_LOADED')",
     )
-    found = {}
+    found: dict[str, str] = {}
     for r in rows:
         checksum, key = r["CONTENT_CHECKSUM"], r["FILE_KEY"]
         if checksum in checksums and (checksum not in found or key < found[checksum]):
