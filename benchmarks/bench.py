@@ -315,17 +315,20 @@ class Bench:
         return out
 
     def _fake_history(self, n: int) -> None:
-        """n small ratings files already staged and tracked as LOADED (written straight into the S3 server's data
-        folder, which is what the server serves, and one multi-row INSERT per 1,000 tracking rows)."""
+        """n small ratings files already staged and tracked as LOADED, one uploaded every hour until an hour ago (an
+        hourly feed: 10,000 files are 14 months of it). Written straight into the S3 server's data folder, which is
+        what the server serves, and one multi-row INSERT per 1,000 tracking rows."""
         import hashlib
 
         bucket_dir = self.settings.stack_dir / "s3" / self.settings.bucket
+        now = dt.datetime.now(dt.UTC)
         rows = []
         for i in range(n):
             body = f"userId,movieId,rating,timestamp\n{i + 1},1,4.0,1700000000\n".encode()
             sha = hashlib.sha256(body + str(n).encode()).hexdigest()
-            name = f"ratings_{(dt.date(2024, 1, 1) + dt.timedelta(days=i % 3000)):%Y%m%d}.csv"
-            key = contracts.stage_key("ratings", "20240101T000000Z", sha, name)
+            uploaded = now - dt.timedelta(hours=n - i)
+            name = f"ratings_{uploaded:%Y%m%d}.csv"
+            key = contracts.stage_key("ratings", f"{uploaded:%Y%m%dT%H%M%SZ}", sha, name)
             path = bucket_dir / self.settings.prefix / key
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(body)

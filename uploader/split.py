@@ -7,25 +7,30 @@ That is how MovieLens files and the generator quote titles and tags, and it lets
 chunks with ``bytes.count``/``bytes.split`` (C speed) instead of looking at every byte in Python.
 
 - `RecordCounter` counts the records of a stream fed in chunks.
-- `split_csv` cuts a file into parts of about ``part_size`` uncompressed bytes, only at record ends, repeats the
-  header line at the top of every part, gzip-compresses each part into a temporary file while reading, and yields the
-  parts one by one; memory use is one read chunk plus zlib's state, whatever the file size.
+- `plan_parts` finds where a file is cut into parts of about ``part_size`` uncompressed bytes, only at record ends,
+  in one sequential read.
+- `split_csv` compresses the planned parts into temporary gzip files (the header line repeated at the top of each),
+  several at once in threads (ISA-L's igzip, which releases the GIL and is about 3x faster than zlib at level 1),
+  and yields them in order; memory use is one read chunk and a compressor per thread, whatever the file size.
 """
 
 from __future__ import annotations
 
 import contextlib
-import gzip
 import os
 import tempfile
+from collections import deque
 from collections.abc import Generator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+
+from isal import igzip
 
 CHUNK_SIZE = 1 << 20  # bytes read at a time
 QUOTE = b'"'
 NEWLINE = b"\n"
+DEFAULT_WORKERS = max(1, min(4, os.cpu_count() or 1))  # parts compressed at once
 
 
 class RecordCounter:
@@ -97,45 +102,87 @@ class Part:
     compressed_bytes: int
 
 
-class _PartWriter:
-    """Streams one part through gzip into a temporary file, counting its bytes and records."""
+@dataclass(frozen=True)
+class PartRange:
+    """Where a part's data rows are in the source file: bytes [start, end), and how many records they hold."""
 
-    def __init__(self, number: int, header: bytes, tmp_dir: Path | None, compresslevel: int, stem: str) -> None:
-        self.number = number
-        fd, name = tempfile.mkstemp(prefix=f".{stem}.part{number:04d}.", suffix=".csv.gz", dir=tmp_dir)
-        self.path = Path(name)
-        self._raw: BinaryIO = os.fdopen(fd, "wb")
+    number: int  # 1-based
+    start: int
+    end: int
+    rows: int
+
+
+def plan_parts(path: Path, part_size: int, *, chunk_size: int = CHUNK_SIZE) -> tuple[bytes, int, list[PartRange]]:
+    """The header line (with a newline), where the data rows start, and the parts of a CSV file, each cut at the
+    first record end at or after ``part_size`` bytes of the part (header line included). A file with a header and no
+    rows has no ranges."""
+    if part_size < 1:
+        raise ValueError(f"part_size must be at least 1 byte, got {part_size}")
+    ranges: list[PartRange] = []
+    with open(path, "rb") as src:
+        header = src.readline()
+        if header and not header.endswith(NEWLINE):
+            header += NEWLINE
+        offset = start = data_start = src.tell()
+        counter: RecordCounter | None = None
+        while chunk := src.read(chunk_size):
+            while chunk:
+                if counter is None:
+                    counter, start = RecordCounter(), offset
+                room = part_size - len(header) - (offset - start)
+                end = -1 if len(chunk) < room else find_record_end(chunk, max(room - 1, 0), counter.in_quotes)
+                if end < 0:
+                    counter.feed(chunk)
+                    offset += len(chunk)
+                    break
+                counter.feed(chunk[: end + 1])
+                offset += end + 1
+                chunk = chunk[end + 1 :]
+                ranges.append(PartRange(len(ranges) + 1, start, offset, counter.total))
+                counter = None
+        if counter is not None:
+            ranges.append(PartRange(len(ranges) + 1, start, offset, counter.total))
+    return header, data_start, ranges
+
+
+def _compress_part(
+    path: Path,
+    header: bytes,
+    r: PartRange,
+    source_header: int,
+    tmp_dir: Path | None,
+    compresslevel: int,
+    chunk_size: int,
+) -> Part:
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.part{r.number:04d}.", suffix=".csv.gz", dir=tmp_dir)
+    out = Path(name)
+    try:
         # no file name and a fixed mtime in the gzip header: the same input gives the same bytes
-        self._gz = gzip.GzipFile(filename="", mode="wb", fileobj=self._raw, compresslevel=compresslevel, mtime=0)
-        self._gz.write(header)
-        self.bytes = len(header)
-        self.source_bytes = 0
-        self.counter = RecordCounter()
-
-    def write(self, data: bytes) -> None:
-        self._gz.write(data)
-        self.counter.feed(data)
-        self.bytes += len(data)
-        self.source_bytes += len(data)
-
-    def finish(self) -> Part:
-        self._gz.close()
-        self._raw.close()
+        with (
+            os.fdopen(fd, "wb") as raw,
+            open(path, "rb") as src,
+            igzip.GzipFile(filename="", mode="wb", fileobj=raw, compresslevel=compresslevel, mtime=0) as gz,
+        ):
+            gz.write(header)
+            src.seek(r.start)
+            left = r.end - r.start
+            while left > 0:
+                data = src.read(min(chunk_size, left))
+                if not data:
+                    raise OSError(f"{path.name} became shorter while it was being split")
+                gz.write(data)
+                left -= len(data)
         return Part(
-            number=self.number,
-            path=self.path,
-            rows=self.counter.total,
-            bytes=self.bytes,
-            source_bytes=self.source_bytes,
-            compressed_bytes=self.path.stat().st_size,
+            number=r.number,
+            path=out,
+            rows=r.rows,
+            bytes=len(header) + r.end - r.start,
+            source_bytes=r.end - r.start + (source_header if r.number == 1 else 0),
+            compressed_bytes=out.stat().st_size,
         )
-
-    def discard(self) -> None:
-        with contextlib.suppress(Exception):
-            self._gz.close()
-        with contextlib.suppress(Exception):
-            self._raw.close()
-        self.path.unlink(missing_ok=True)
+    except BaseException:
+        out.unlink(missing_ok=True)
+        raise
 
 
 def split_csv(
@@ -145,6 +192,7 @@ def split_csv(
     tmp_dir: Path | None = None,
     compresslevel: int = 1,
     chunk_size: int = CHUNK_SIZE,
+    workers: int = DEFAULT_WORKERS,
 ) -> Generator[Part, None, None]:
     """Split a CSV file into gzip-compressed parts of about ``part_size`` uncompressed bytes, yielding each part.
 
@@ -154,48 +202,28 @@ def split_csv(
     parts, concatenated, are exactly the source's data rows. A file with a header and no rows gives one part with
     only the header.
 
-    Parts are written to temporary files in ``tmp_dir`` (default: the system temp directory). A yielded part's file
-    belongs to the consumer, which deletes it; the file being written is deleted if the generator is closed early or
-    fails. Each part is complete before it is yielded, so the consumer can upload part n while part n + 1 is written.
+    Parts are compressed by ``workers`` threads, ahead of the consumer by at most that many parts, into temporary
+    files in ``tmp_dir`` (default: the system temp directory), and yielded in order. A yielded part's file belongs
+    to the consumer, which deletes it; parts not yet yielded are deleted if the generator is closed early or fails.
     """
-    if part_size < 1:
-        raise ValueError(f"part_size must be at least 1 byte, got {part_size}")
-    stem = path.name
-    writer: _PartWriter | None = None
-    try:
-        with open(path, "rb") as src:
-            header = src.readline()
-            if header and not header.endswith(NEWLINE):
-                header += NEWLINE
-            number = 0
-            source_header = len(header)
-            while chunk := src.read(chunk_size):
-                while chunk:
-                    if writer is None:
-                        number += 1
-                        writer = _PartWriter(number, header, tmp_dir, compresslevel, stem)
-                        if number == 1:
-                            writer.source_bytes = source_header
-                    room = part_size - writer.bytes
-                    if len(chunk) < room:
-                        writer.write(chunk)
-                        break
-                    end = find_record_end(chunk, max(room - 1, 0), writer.counter.in_quotes)
-                    if end < 0:
-                        writer.write(chunk)
-                        break
-                    writer.write(chunk[: end + 1])
-                    chunk = chunk[end + 1 :]
-                    part = writer.finish()
-                    writer = None
-                    yield part
-            if writer is None and number == 0:  # header only
-                writer = _PartWriter(1, header, tmp_dir, compresslevel, stem)
-                writer.source_bytes = source_header
-            if writer is not None:
-                part = writer.finish()
-                writer = None
-                yield part
-    finally:
-        if writer is not None:
-            writer.discard()
+    header, source_header, ranges = plan_parts(path, part_size, chunk_size=chunk_size)
+    if not ranges:  # header only
+        ranges = [PartRange(1, source_header, source_header, 0)]
+    pending: deque[Future[Part]] = deque()
+    todo = deque(ranges)
+    with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="uploader-gzip") as pool:
+        try:
+            while todo or pending:
+                while todo and len(pending) < max(1, workers):
+                    r = todo.popleft()
+                    pending.append(
+                        pool.submit(_compress_part, path, header, r, source_header, tmp_dir, compresslevel, chunk_size)
+                    )
+                yield pending.popleft().result()
+        finally:
+            for future in pending:
+                future.cancel()
+            for future in pending:
+                with contextlib.suppress(BaseException):
+                    if not future.cancelled():
+                        future.result().path.unlink(missing_ok=True)

@@ -112,7 +112,15 @@ class StageStorage:
         if not start.is_dir():
             return
         for dirpath, dirnames, filenames in os.walk(start):
-            dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+            # descend only into folders that can hold keys with the prefix (as S3 lists only the keys that have it)
+            rel = Path(dirpath).relative_to(root).as_posix()
+            rel = "" if rel == "." else rel + "/"
+            dirnames[:] = [
+                d
+                for d in dirnames
+                if not d.startswith(".")
+                and (full_prefix.startswith(f"{rel}{d}/") or f"{rel}{d}".startswith(full_prefix))
+            ]
             for name in filenames:
                 if name.startswith("."):  # rclone's in-progress multipart uploads and other hidden files
                     continue

@@ -96,8 +96,9 @@ def _discover(session, files, wanted):
         for f in [files] if isinstance(files, str) else files:
             objects.append((str(f).lstrip("/"), None))
     else:
-        for row in session.sql(f"LIST @{STAGE}").collect():
-            objects.append((_relative(row[0]), int(row[1])))
+        for prefix in _list_prefixes(session, wanted):
+            for row in session.sql(f"LIST @{STAGE}/{prefix}" if prefix else f"LIST @{STAGE}").collect():
+                objects.append((_relative(row[0]), int(row[1])))
     sources: dict[str, dict] = {}
     ignored: list[str] = []
     for key, size in objects:
@@ -123,6 +124,64 @@ def _discover(session, files, wanted):
     for src in sources.values():
         src["objects"].sort()
     return sources, ignored
+
+
+# Discovery lists only the part of the stage that can hold files not yet handled. Stage keys start with
+# <dataset>/<uploaded-at>, so the keys uploaded since the newest handled upload of a dataset (less a margin for
+# uploads that started earlier and finished later, or clocks that disagree) share a few date prefixes, and a CALL's
+# cost depends on what arrived since the last one, not on how many files the stage has ever held. A file staged
+# under an older upload time is loaded when it is named in FILES, or by a FULL_REFRESH.
+LIST_MARGIN = datetime.timedelta(days=1)
+MAX_PREFIXES = 3  # per dataset; a longer span is listed by coarser prefixes (days, months, years, everything)
+UPLOADED_AT_FORMAT = "%Y%m%dT%H%M%SZ"
+
+
+def _list_prefixes(session, wanted):
+    """Stage path prefixes to LIST: a few date prefixes per dataset, its whole folder if it has no handled file yet,
+    the whole stage if no wanted dataset has one; and the folder of every FAILED or stale LOADING file (retried)."""
+    rows = session.sql(
+        f"SELECT DATASET, MAX(FILE_KEY) AS NEWEST FROM {TRACKING} WHERE DATASET IN ({_in_list(wanted)}) "
+        f"AND STATUS IN ({_in_list(DONE)}) GROUP BY DATASET"
+    ).collect()
+    newest = {r["DATASET"]: r["NEWEST"] for r in rows}
+    if not newest:
+        return [""]
+    until = datetime.datetime.now(datetime.UTC).replace(tzinfo=None)
+    prefixes = []
+    for dataset in wanted:
+        parsed = contracts.parse_stage_key(newest[dataset]) if newest.get(dataset) else None
+        try:
+            since = datetime.datetime.strptime(parsed.uploaded_at if parsed else "", UPLOADED_AT_FORMAT) - LIST_MARGIN
+        except ValueError:
+            prefixes.append(dataset + "/")
+            continue
+        prefixes += [f"{dataset}/{p}" for p in date_prefixes(since.date(), until.date())]
+    retry = session.sql(
+        f"SELECT FILE_KEY FROM {TRACKING} WHERE DATASET IN ({_in_list(wanted)}) AND (STATUS = 'FAILED' OR "
+        f"(STATUS = 'LOADING' AND CLAIMED_AT < DATEADD(minute, -{STALE_CLAIM_MINUTES}, {_now_sql()})))"
+    ).collect()
+    for r in retry:
+        key = r["FILE_KEY"]
+        if not any(key.startswith(p) for p in prefixes):
+            prefixes.append(key.rsplit("/", 1)[0] + "/")
+    return sorted(set(prefixes))
+
+
+def date_prefixes(since, until):
+    """The fewest uploaded-at prefixes (YYYYMMDD, YYYYMM or YYYY; at most MAX_PREFIXES) that cover every key
+    uploaded from the date since through the date until; [""] (everything) for a span of more than a few years."""
+    days = (until - since).days + 1
+    if days <= MAX_PREFIXES:
+        return [(since + datetime.timedelta(days=i)).strftime("%Y%m%d") for i in range(days)]
+    months = (until.year - since.year) * 12 + until.month - since.month + 1
+    if months <= MAX_PREFIXES:
+        return [
+            f"{since.year + (since.month - 1 + i) // 12:04d}{(since.month - 1 + i) % 12 + 1:02d}" for i in range(months)
+        ]
+    years = until.year - since.year + 1
+    if years <= MAX_PREFIXES:
+        return [f"{since.year + i:04d}" for i in range(years)]
+    return [""]
 
 
 def _relative(url):
