@@ -12,8 +12,9 @@
    file's name now (``ratings.csv`` copied to ``ratings_20240722.csv`` is "already uploaded").
 3. **Upload**: each file goes to ``{prefix}{stage_key(dataset, uploaded_at, sha256, name)}`` through boto3's
    managed transfer (multipart, a few threads, bounded memory; a failed multipart upload is aborted). A file larger
-   than ``split_threshold`` is cut at record ends into gzip-compressed parts of about ``part_size`` bytes, each
-   starting with the header line, uploaded as ``stage_key(..., part=n)``. The index object is written last, after
+   than ``split_threshold`` is cut at record ends (found during the identify pass) into gzip-compressed parts of
+   about ``part_size`` bytes, each starting with the header line, compressed a few at a time in threads and
+   uploaded as ``stage_key(..., part=n)``. The index object is written last, after
    every object of the file is in place; if anything fails, the objects already written for that file are deleted
    and no index is written, so the next run uploads the file again.
 
@@ -47,7 +48,7 @@ from netflix_elt import contracts
 from netflix_elt.contracts import ContractError
 
 from .report import ALREADY_UPLOADED, SKIPPED, UPLOADED, WOULD_UPLOAD, FileResult, UploadReport, human_bytes
-from .split import RecordCounter, split_csv
+from .split import PartPlanner, PartRange, RecordCounter, split_csv
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -287,17 +288,35 @@ def file_sha256(
 
     Rows are records after the header line, counted outside quoted fields (see `uploader.split.RecordCounter`).
     """
+    scanned = _scan(path, count_rows=count_rows, on_bytes=on_bytes)
+    return scanned.sha256, scanned.rows
+
+
+@dataclass
+class _Scanned:
+    sha256: str
+    rows: int | None
+    plan: tuple[bytes, int, list[PartRange]] | None  # where the file is cut into parts, if it is to be split
+
+
+def _scan(
+    path: Path, *, count_rows: bool, on_bytes: ProgressCallback | None = None, part_size: int | None = None
+) -> _Scanned:
+    """One read of the file: its sha256, its rows (if ``count_rows``) and, with ``part_size``, its parts."""
     digest = hashlib.sha256()
     counter = RecordCounter() if count_rows else None
+    planner = PartPlanner(part_size) if part_size else None
     with open(path, "rb") as f:
         while chunk := f.read(HASH_CHUNK_SIZE):
             digest.update(chunk)
             if counter is not None:
                 counter.feed(chunk)
+            if planner is not None:
+                planner.feed(chunk)
             if on_bytes is not None:
                 on_bytes(len(chunk))
     rows = max(counter.total - 1, 0) if counter is not None else None
-    return digest.hexdigest(), rows
+    return _Scanned(digest.hexdigest(), rows, planner.finish() if planner is not None else None)
 
 
 def read_index(client: S3Client, bucket: str, key: str) -> dict[str, Any] | None:
@@ -385,6 +404,7 @@ class _Uploader:
     tmp_dir: Path | None
     compresslevel: int
     progress: _Progress
+    plans: dict[Path, tuple[bytes, int, list[PartRange]]] = field(default_factory=dict)  # from the identify pass
 
     def upload_file(self, lf: LandingFile, sha: str, rows: int | None) -> FileResult:
         began = time.perf_counter()
@@ -442,7 +462,13 @@ class _Uploader:
             finally:
                 part_path.unlink(missing_ok=True)
 
-        parts = split_csv(lf.path, self.part_size, tmp_dir=self.tmp_dir, compresslevel=self.compresslevel)
+        parts = split_csv(
+            lf.path,
+            self.part_size,
+            tmp_dir=self.tmp_dir,
+            compresslevel=self.compresslevel,
+            plan=self.plans.pop(lf.path, None),
+        )
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="uploader-part") as pool, contextlib.closing(parts):
             pending: Future[None] | None = None
             for part in parts:
@@ -615,7 +641,13 @@ def _identify(
     bar = _Progress(sum(lf.size for lf in files), "checking", show)
     try:
         for lf in files:
-            sha, rows = file_sha256(lf.path, count_rows=not lf.matched.gzipped, on_bytes=bar)
+            scanned = _scan(
+                lf.path,
+                count_rows=not lf.matched.gzipped,
+                on_bytes=bar,
+                part_size=uploader.part_size if uploader.should_split(lf) else None,
+            )
+            sha, rows = scanned.sha256, scanned.rows
             if sha in seen:
                 first = seen[sha]
                 note = f"same content as {first.name} in this run"
@@ -626,6 +658,8 @@ def _identify(
             seen[sha] = lf
             existing = None if force else read_index(uploader.client, uploader.bucket, index_key(uploader.prefix, sha))
             if existing is None:
+                if scanned.plan is not None:
+                    uploader.plans[lf.path] = scanned.plan
                 todo.append((lf, sha, rows))
                 continue
             keys = [str(k) for k in existing.get("keys", [])]

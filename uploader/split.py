@@ -7,8 +7,8 @@ That is how MovieLens files and the generator quote titles and tags, and it lets
 chunks with ``bytes.count``/``bytes.split`` (C speed) instead of looking at every byte in Python.
 
 - `RecordCounter` counts the records of a stream fed in chunks.
-- `plan_parts` finds where a file is cut into parts of about ``part_size`` uncompressed bytes, only at record ends,
-  in one sequential read.
+- `PartPlanner` (and `plan_parts`, for a whole file) finds where a file is cut into parts of about ``part_size``
+  uncompressed bytes, only at record ends, from chunks fed in order.
 - `split_csv` compresses the planned parts into temporary gzip files (the header line repeated at the top of each),
   several at once in threads (ISA-L's igzip, which releases the GIL and is about 3x faster than zlib at level 1),
   and yields them in order; memory use is one read chunk and a compressor per thread, whatever the file size.
@@ -112,37 +112,74 @@ class PartRange:
     rows: int
 
 
+class PartPlanner:
+    """Finds where a CSV byte stream fed chunk by chunk (from its first byte) is cut into parts of about
+    ``part_size`` bytes: at the first record end at or after ``part_size`` bytes of a part, header line included.
+
+    It runs alongside other passes over the file (the uploader feeds it the chunks it hashes), so planning costs no
+    extra read. `finish` returns the header line (with a newline), where the data rows start, and the parts.
+    """
+
+    def __init__(self, part_size: int) -> None:
+        if part_size < 1:
+            raise ValueError(f"part_size must be at least 1 byte, got {part_size}")
+        self.part_size = part_size
+        self.header = b""
+        self.data_start = 0
+        self.ranges: list[PartRange] = []
+        self._in_header = True
+        self._offset = 0  # bytes fed so far
+        self._start = 0  # where the current part's data starts
+        self._counter: RecordCounter | None = None
+
+    def feed(self, chunk: bytes) -> None:
+        if self._in_header:
+            newline = chunk.find(NEWLINE)
+            if newline < 0:
+                self.header += chunk
+                self._offset += len(chunk)
+                return
+            self.header += chunk[: newline + 1]
+            self._offset += newline + 1
+            self.data_start = self._offset
+            self._in_header = False
+            chunk = chunk[newline + 1 :]
+        while chunk:
+            if self._counter is None:
+                self._counter, self._start = RecordCounter(), self._offset
+            room = self.part_size - len(self.header) - (self._offset - self._start)
+            end = -1 if len(chunk) < room else find_record_end(chunk, max(room - 1, 0), self._counter.in_quotes)
+            if end < 0:
+                self._counter.feed(chunk)
+                self._offset += len(chunk)
+                return
+            self._counter.feed(chunk[: end + 1])
+            self._offset += end + 1
+            chunk = chunk[end + 1 :]
+            self._cut()
+
+    def _cut(self) -> None:
+        assert self._counter is not None
+        self.ranges.append(PartRange(len(self.ranges) + 1, self._start, self._offset, self._counter.total))
+        self._counter = None
+
+    def finish(self) -> tuple[bytes, int, list[PartRange]]:
+        if self._counter is not None:
+            self._cut()
+        if self._in_header:  # a header line without a newline and nothing after it
+            self.data_start = self._offset
+        header = self.header if not self.header or self.header.endswith(NEWLINE) else self.header + NEWLINE
+        return header, self.data_start, list(self.ranges)
+
+
 def plan_parts(path: Path, part_size: int, *, chunk_size: int = CHUNK_SIZE) -> tuple[bytes, int, list[PartRange]]:
-    """The header line (with a newline), where the data rows start, and the parts of a CSV file, each cut at the
-    first record end at or after ``part_size`` bytes of the part (header line included). A file with a header and no
-    rows has no ranges."""
-    if part_size < 1:
-        raise ValueError(f"part_size must be at least 1 byte, got {part_size}")
-    ranges: list[PartRange] = []
+    """The header line (with a newline), where the data rows start, and the parts of a CSV file (see
+    `PartPlanner`), in one sequential read. A file with a header and no rows has no parts."""
+    planner = PartPlanner(part_size)
     with open(path, "rb") as src:
-        header = src.readline()
-        if header and not header.endswith(NEWLINE):
-            header += NEWLINE
-        offset = start = data_start = src.tell()
-        counter: RecordCounter | None = None
         while chunk := src.read(chunk_size):
-            while chunk:
-                if counter is None:
-                    counter, start = RecordCounter(), offset
-                room = part_size - len(header) - (offset - start)
-                end = -1 if len(chunk) < room else find_record_end(chunk, max(room - 1, 0), counter.in_quotes)
-                if end < 0:
-                    counter.feed(chunk)
-                    offset += len(chunk)
-                    break
-                counter.feed(chunk[: end + 1])
-                offset += end + 1
-                chunk = chunk[end + 1 :]
-                ranges.append(PartRange(len(ranges) + 1, start, offset, counter.total))
-                counter = None
-        if counter is not None:
-            ranges.append(PartRange(len(ranges) + 1, start, offset, counter.total))
-    return header, data_start, ranges
+            planner.feed(chunk)
+    return planner.finish()
 
 
 def _compress_part(
@@ -193,6 +230,7 @@ def split_csv(
     compresslevel: int = 1,
     chunk_size: int = CHUNK_SIZE,
     workers: int = DEFAULT_WORKERS,
+    plan: tuple[bytes, int, list[PartRange]] | None = None,
 ) -> Generator[Part, None, None]:
     """Split a CSV file into gzip-compressed parts of about ``part_size`` uncompressed bytes, yielding each part.
 
@@ -202,11 +240,12 @@ def split_csv(
     parts, concatenated, are exactly the source's data rows. A file with a header and no rows gives one part with
     only the header.
 
-    Parts are compressed by ``workers`` threads, ahead of the consumer by at most that many parts, into temporary
+    ``plan`` is the file's `PartPlanner` result if a pass over it has made one already (else the file is read once
+    more to make it). Parts are compressed by ``workers`` threads, ahead of the consumer by at most that many parts, into temporary
     files in ``tmp_dir`` (default: the system temp directory), and yielded in order. A yielded part's file belongs
     to the consumer, which deletes it; parts not yet yielded are deleted if the generator is closed early or fails.
     """
-    header, source_header, ranges = plan_parts(path, part_size, chunk_size=chunk_size)
+    header, source_header, ranges = plan or plan_parts(path, part_size, chunk_size=chunk_size)
     if not ranges:  # header only
         ranges = [PartRange(1, source_header, source_header, 0)]
     pending: deque[Future[Part]] = deque()

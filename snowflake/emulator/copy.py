@@ -24,8 +24,10 @@ import contextlib
 import datetime as dt
 import json
 import math
+import os
 import re
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -122,6 +124,8 @@ STRUCTURAL_ERRORS = {
 }
 
 MAX_LINE_SIZE = 16 * 1024 * 1024 + 1024
+# files of one COPY loaded at once (when each file has its own transaction, as with ON_ERROR = CONTINUE)
+COPY_WORKERS = max(1, int(os.environ.get("NETFLIX_ELT_EMULATOR_COPY_WORKERS", "0")) or min(4, os.cpu_count() or 1))
 
 
 class FileReadError(Exception):
@@ -438,31 +442,17 @@ class CopyRunner:
         statement_tx = not in_transaction and plan.on_error == "ABORT_STATEMENT" and plan.validation_mode is None
         if statement_tx:
             self.duck.begin()
+        file_tx = not in_transaction and not statement_tx and plan.validation_mode is None
         outcomes: list[FileOutcome] = []
         try:
-            for f in files:
-                file_tx = not in_transaction and not statement_tx and plan.validation_mode is None
-                if file_tx:
-                    self.duck.begin()
-                try:
-                    try:
-                        outcome = self._load_file(plan, f, job_id)
-                    except FileReadError as e:
-                        # DuckDB aborts the transaction on a read error: start the file's transaction again
-                        if not file_tx:
-                            raise copy_error(str(e), 100069, "22000") from None
-                        self.duck.rollback()
-                        self.duck.begin()
-                        outcome = self._file_failed(plan, f, job_id, str(e))
-                    if plan.validation_mode is None:
-                        self._record_history(plan, outcome, job_id)
-                except BaseException:
-                    if file_tx:
-                        self.duck.rollback()
-                    raise
-                if file_tx:
-                    self.duck.commit()
-                outcomes.append(outcome)
+            workers = min(COPY_WORKERS, len(files)) if file_tx else 1
+            if workers > 1:
+                # files in their own transactions: load several at once, each on its own DuckDB connection (a
+                # compressed file is parsed by one thread, so this is what keeps every core busy)
+                with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="emulator-copy") as pool:
+                    outcomes = list(pool.map(lambda f: self._on_own_connection(plan, f, job_id), files))
+            else:
+                outcomes = [self._load_one(plan, f, job_id, file_tx) for f in files]
         except BaseException:
             if statement_tx:
                 self.duck.rollback()
@@ -488,6 +478,37 @@ class CopyRunner:
             for o in outcomes
         ]
         return rows, list(RESULT_COLUMNS)
+
+    def _load_one(self, plan: CopyPlan, f: StagedFile, job_id: str, file_tx: bool) -> FileOutcome:
+        """Load one file (in its own transaction if ``file_tx``) and record it in the load history."""
+        if file_tx:
+            self.duck.begin()
+        try:
+            try:
+                outcome = self._load_file(plan, f, job_id)
+            except FileReadError as e:
+                # DuckDB aborts the transaction on a read error: start the file's transaction again
+                if not file_tx:
+                    raise copy_error(str(e), 100069, "22000") from None
+                self.duck.rollback()
+                self.duck.begin()
+                outcome = self._file_failed(plan, f, job_id, str(e))
+            if plan.validation_mode is None:
+                self._record_history(plan, outcome, job_id)
+        except BaseException:
+            if file_tx:
+                self.duck.rollback()
+            raise
+        if file_tx:
+            self.duck.commit()
+        return outcome
+
+    def _on_own_connection(self, plan: CopyPlan, f: StagedFile, job_id: str) -> FileOutcome:
+        cursor = self.duck.cursor()
+        try:
+            return CopyRunner(cursor, self.storage)._load_one(plan, f, job_id, file_tx=True)
+        finally:
+            cursor.close()
 
     def _already_loaded(self, plan: CopyPlan, f: StagedFile) -> bool:
         row = first(
