@@ -26,11 +26,6 @@ from netflix_elt.stack import LocalStack
 from tests.conftest import make_stack
 from uploader import upload
 
-FCT_RATINGS_ROWS = (
-    "SELECT USER_ID, MOVIE_ID, RATING, RATED_AT, RATED_DATE, LOADED_AT, LOAD_ID FROM CORE.FCT_RATINGS "
-    "ORDER BY USER_ID, MOVIE_ID, RATED_AT"
-)
-
 
 @dataclass
 class Project:
@@ -121,7 +116,7 @@ def sample(tmp_path_factory: pytest.TempPathFactory, sample_dir: Path, local_onl
 
 def test_build_passes_on_generated_data(generated: Project) -> None:
     counts = generated.builds[0]["counts"]
-    assert counts["model"] == {"success": 19}
+    assert counts["model"] == {"success": 21}
     assert counts["snapshot"] == {"success": 1}
     assert counts["unit_test"] == {"pass": 3}
     assert set(counts["test"]) == {"pass"} and counts["test"]["pass"] > 90
@@ -159,12 +154,35 @@ def _incremental_equals_full_refresh(project: Project, daily: Path) -> tuple[int
     assert touched == new_rows
     (older,) = project.sql(f"SELECT COUNT(*) FROM CORE.FCT_RATINGS WHERE LOADED_AT <= '{watermark}'::timestamp_ntz")[0]
     assert older == before - already_there
-    incremental = project.sql(FCT_RATINGS_ROWS)
+    incremental = {table: _rows(project, table) for table in INCREMENTAL_TABLES}
 
-    refreshed = project.dbt("run", "--full-refresh", "--select", "fct_ratings")
+    # every incremental model and every mart built on them, rebuilt from all of RAW: the same rows
+    refreshed = project.dbt("run", "--full-refresh", "--select", "fct_ratings+", "fct_genome_scores+")
     assert refreshed.success, refreshed.failures()
-    assert project.sql(FCT_RATINGS_ROWS) == incremental
+    for table in INCREMENTAL_TABLES:
+        assert _rows(project, table) == incremental[table], f"{table}: incremental build differs from a full refresh"
     return before, after
+
+
+# incremental models, and the marts that are built from them
+INCREMENTAL_TABLES = (
+    "CORE.FCT_RATINGS",
+    "CORE.FCT_GENOME_SCORES",
+    "CORE.INT_MOVIE_RATING_STATS",
+    "CORE.INT_MOVIE_TOP_GENOME_TAGS",
+    "MARTS.MART_MOVIE_RATINGS",
+    "MARTS.MART_GENRE_YEAR_POPULARITY",
+    "MARTS.MART_MOVIE_TOP_GENOME_TAGS",
+)
+
+
+def _rows(project: Project, table: str) -> list[tuple[Any, ...]]:
+    """Every row of a table, sorted, floats rounded (a sum's last bits depend on the order rows are added in)."""
+    rows = project.sql(f"SELECT * FROM {table}")
+    return sorted(
+        (tuple(round(v, 9) if isinstance(v, float) else v for v in row) for row in rows),
+        key=lambda r: tuple((v is None, str(v)) for v in r),
+    )
 
 
 def test_daily_files_add_exactly_their_rows_and_equal_a_full_refresh(generated: Project, tmp_path: Path) -> None:
@@ -187,7 +205,7 @@ def test_every_compiled_model_parses_as_snowflake_sql(generated: Project) -> Non
     models = [
         p for p in compiled if p.relative_to(root).parts[1:2] == ("models",) and len(p.relative_to(root).parts) == 4
     ]
-    assert len(models) == 19
+    assert len(models) == 21
     assert len(compiled) > 100
     for path in compiled:
         sql = path.read_text()
@@ -203,10 +221,10 @@ def test_every_compiled_model_parses_as_snowflake_sql(generated: Project) -> Non
     manifest = json.loads((target / "manifest.json").read_text())
     catalog = json.loads((target / "catalog.json").read_text())
     model_nodes = {uid: n for uid, n in manifest["nodes"].items() if n["resource_type"] == "model"}
-    assert len(model_nodes) == 19
+    assert len(model_nodes) == 21
     # the catalog has every model's relation (the emulator's catalog query returns tables only, not the views)
     tables = {uid for uid, n in model_nodes.items() if n["config"]["materialized"] != "view"}
-    assert len(tables) == 13 and tables <= catalog["nodes"].keys()
+    assert len(tables) == 15 and tables <= catalog["nodes"].keys()
     undocumented = [uid for uid, n in model_nodes.items() if not n["description"].strip()]
     undocumented += [
         f"{uid}.{c}"
@@ -240,7 +258,7 @@ def _duck(sample_dir: Path) -> duckdb.DuckDBPyConnection:
 
 def test_sample_marts_equal_an_independent_duckdb_computation(sample: Project, sample_dir: Path) -> None:
     counts = sample.builds[0]["counts"]
-    assert counts["model"] == {"success": 19} and set(counts["test"]) == {"pass"}
+    assert counts["model"] == {"success": 21} and set(counts["test"]) == {"pass"}
     con = _duck(sample_dir)
 
     # ratings per movie and mean rating per movie

@@ -7,8 +7,10 @@
         on_schema_change='fail'
     )
 }}
--- Grain: one row per rating event (user, movie, rated_at). Incremental: a run processes only the rating rows
--- loaded after the latest LOADED_AT already in the table; an event loaded again replaces its earlier row.
+-- Grain: one row per rating event (user, movie, rated_at). An event loaded more than once is kept once: the latest
+-- load wins (then the latest file, then the last row in it), so a corrected rating replaces the earlier one.
+-- Incremental: a run reads only the rating rows loaded after the latest loaded_at already in the table, and
+-- delete+insert replaces the earlier row of an event loaded again.
 with
 
 ratings as (
@@ -17,6 +19,7 @@ ratings as (
     {% if is_incremental() %}
     where loaded_at > (select coalesce(max(loaded_at), '1970-01-01'::timestamp_ntz) from {{ this }})
     {% endif %}
+    {{ latest_per_key(['user_id', 'movie_id', 'rated_at']) }}
 
 ),
 

@@ -1,10 +1,10 @@
 -- Grain: one row per (movie, tag rank) for the 10 genome tags most relevant to each movie with a genome
--- (ties broken by tag id).
+-- (ties broken by tag id): int_movie_top_genome_tags with the tag and movie names.
 with
 
-scores as (
+ranked as (
 
-    select * from {{ ref('fct_genome_scores') }}
+    select * from {{ ref('int_movie_top_genome_tags') }}
 
 ),
 
@@ -17,19 +17,6 @@ tags as (
 movies as (
 
     select * from {{ ref('dim_movies') }}
-
-),
-
-ranked as (
-
-    select
-        movie_id,
-        tag_id,
-        relevance,
-        row_number() over (partition by movie_id order by relevance desc, tag_id) as tag_rank
-
-    from scores
-    qualify tag_rank <= 10
 
 ),
 

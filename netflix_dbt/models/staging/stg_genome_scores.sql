@@ -1,10 +1,10 @@
--- One row per (movie, genome tag): the tag's relevance to the movie, latest load wins (catalogue).
+-- One row per row of RAW.GENOME_SCORES, renamed. A (movie, tag) pair loaded more than once has a row per load here;
+-- fct_genome_scores keeps the latest.
 with
 
 source as (
 
     select * from {{ source('raw', 'genome_scores') }}
-    {{ latest_per_key(['movie_id', 'tag_id']) }}
 
 ),
 
@@ -14,6 +14,8 @@ renamed as (
         movie_id,
         tag_id,
         relevance,
+        source_file,
+        source_row_number,
         loaded_at,
         load_id
 

@@ -1,11 +1,11 @@
--- One row per rating event (user, movie, epoch second). A row loaded again (a re-sent or overlapping daily file)
--- is kept once: the latest load wins, so a corrected rating replaces the earlier one.
+-- One row per row of RAW.RATINGS, renamed and typed. An event loaded more than once (a re-sent or overlapping daily
+-- file) has a row per load here; fct_ratings keeps the latest. A plain projection of RAW, so a filter on loaded_at
+-- (fct_ratings' incremental runs) reaches the RAW table's scan.
 with
 
 source as (
 
     select * from {{ source('raw', 'ratings') }}
-    {{ latest_per_key(['user_id', 'movie_id', 'epoch_seconds']) }}
 
 ),
 
@@ -16,6 +16,8 @@ renamed as (
         movie_id,
         rating,
         to_timestamp_ntz(epoch_seconds) as rated_at,
+        source_file,
+        source_row_number,
         loaded_at,
         load_id
 

@@ -1,0 +1,43 @@
+{{
+    config(
+        materialized='incremental',
+        incremental_strategy='delete+insert',
+        unique_key='movie_id',
+        tmp_relation_type='transient',
+        on_schema_change='fail'
+    )
+}}
+-- Grain: one row per movie with at least one rating: the additive figures of its ratings, from which
+-- mart_movie_ratings is computed. Incremental: a run recomputes only the movies rated in the rows loaded after the
+-- latest ratings_loaded_at in the table, each from all of its ratings.
+with
+
+ratings as (
+
+    select * from {{ ref('fct_ratings') }}
+    {% if is_incremental() %}
+    where movie_id in (
+        select movie_id
+        from {{ ref('fct_ratings') }}
+        where loaded_at > (select coalesce(max(ratings_loaded_at), '1970-01-01'::timestamp_ntz) from {{ this }})
+    )
+    {% endif %}
+
+),
+
+final as (
+
+    select
+        movie_id,
+        count(*) as rating_count,
+        sum(rating::float) as rating_sum,
+        min(rated_at) as first_rated_at,
+        max(rated_at) as last_rated_at,
+        max(loaded_at) as ratings_loaded_at
+
+    from ratings
+    group by movie_id
+
+)
+
+select * from final
