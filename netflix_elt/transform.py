@@ -61,6 +61,9 @@ def run_dbt(args: Sequence[str], env: Mapping[str, str] | None = None) -> DbtRes
     """Run one dbt command (e.g. ``["build", "--threads", "2"]``) on netflix_dbt against the target, in-process."""
     from dbt.cli.main import dbtRunner
 
+    from .dbt_runtime import speed_up_dbt
+
+    speed_up_dbt()
     argv = [*args]
     for flag, value in (("--project-dir", PROJECT_DIR), ("--profiles-dir", PROJECT_DIR)):
         if flag not in argv:
