@@ -1,17 +1,20 @@
--- depends_on: {{ ref('stg_movies') }}
+-- depends_on: {{ ref('movies_snapshot') }}
 {{
     config(
         materialized='incremental',
         incremental_strategy='delete+insert',
-        unique_key='rating_year',
+        unique_key=['genre', 'rating_year'],
         tmp_relation_type='transient',
-        on_schema_change='fail'
+        on_schema_change='fail',
+        post_hook="delete from {{ this }} where rating_count = 0"
     )
 }}
 -- Grain: one row per (genre, calendar year of the rating). A rating counts once for every genre of its movie;
--- movies with "(no genres listed)" are not counted. Incremental: a run recomputes whole years (delete+insert on
--- rating_year): the years of the ratings loaded after the latest ratings_loaded_at in the table, and every year
--- rated for a movie loaded again since (its genres may have changed).
+-- movies with "(no genres listed)" are not counted.
+-- Incremental: a run recomputes only the (genre, year) pairs that can have changed since the newest
+-- ratings_loaded_at in the table: those of the ratings loaded since, and, for a movie that gained or lost a genre in
+-- a catalogue version recorded since (movies_snapshot), that genre in every year the movie was rated. A pair left
+-- without ratings is written with a count of 0 and removed by the post-hook.
 with
 
 {% if is_incremental() %}
@@ -22,15 +25,59 @@ watermark as (
 
 ),
 
-changed_years as (
+versions as (
 
-    select distinct year(rated_at) as rating_year
-    from {{ ref('fct_ratings') }}
-    where loaded_at > (select loaded_at from watermark)
-        or movie_id in (
-            select movie_id from {{ ref('stg_movies') }}
-            where loaded_at > (select loaded_at from watermark)
-        )
+    select
+        movie_id,
+        coalesce(genres, '') as genres,
+        coalesce(lag(genres) over (partition by movie_id order by dbt_valid_from), '') as previous_genres,
+        dbt_valid_from
+
+    from {{ ref('movies_snapshot') }}
+
+),
+
+changed as (
+
+    select * from versions
+    where dbt_valid_from > (select loaded_at from watermark)
+
+),
+
+new_memberships as (
+
+    select changed.movie_id, genre.value::varchar as genre
+    from changed, lateral flatten(input => split(changed.genres, '|')) as genre
+
+),
+
+old_memberships as (
+
+    select changed.movie_id, genre.value::varchar as genre
+    from changed, lateral flatten(input => split(changed.previous_genres, '|')) as genre
+
+),
+
+changed_memberships as (
+
+    (select * from new_memberships except select * from old_memberships)
+    union
+    (select * from old_memberships except select * from new_memberships)
+
+),
+
+affected as (
+
+    select distinct movie_genres.genre, year(fct_ratings.rated_at) as rating_year
+    from {{ ref('fct_ratings') }} as fct_ratings
+    inner join {{ ref('bridge_movie_genres') }} as movie_genres on fct_ratings.movie_id = movie_genres.movie_id
+    where fct_ratings.loaded_at > (select loaded_at from watermark)
+
+    union
+
+    select distinct changed_memberships.genre, year(fct_ratings.rated_at) as rating_year
+    from {{ ref('fct_ratings') }} as fct_ratings
+    inner join changed_memberships on fct_ratings.movie_id = changed_memberships.movie_id
 
 ),
 {% endif %}
@@ -38,9 +85,6 @@ changed_years as (
 ratings as (
 
     select * from {{ ref('fct_ratings') }}
-    {% if is_incremental() %}
-    where year(rated_at) in (select rating_year from changed_years)
-    {% endif %}
 
 ),
 
@@ -50,7 +94,7 @@ movie_genres as (
 
 ),
 
-final as (
+counted as (
 
     select
         movie_genres.genre::varchar as genre,
@@ -63,7 +107,31 @@ final as (
 
     from ratings
     inner join movie_genres on ratings.movie_id = movie_genres.movie_id
+    {% if is_incremental() %}
+    where (movie_genres.genre, year(ratings.rated_at)) in (select genre, rating_year from affected)
+    {% endif %}
     group by 1, 2
+
+),
+
+final as (
+
+    {% if is_incremental() %}
+    select
+        affected.genre::varchar as genre,
+        affected.rating_year::number(38, 0) as rating_year,
+        coalesce(counted.rating_count, 0)::number(38, 0) as rating_count,
+        coalesce(counted.user_count, 0)::number(38, 0) as user_count,
+        coalesce(counted.movie_count, 0)::number(38, 0) as movie_count,
+        counted.mean_rating::float as mean_rating,
+        counted.ratings_loaded_at::timestamp_ntz as ratings_loaded_at
+
+    from affected
+    left join counted
+        on affected.genre = counted.genre and affected.rating_year = counted.rating_year
+    {% else %}
+    select * from counted
+    {% endif %}
 
 )
 
