@@ -124,6 +124,7 @@ STRUCTURAL_ERRORS = {
 }
 
 MAX_LINE_SIZE = 16 * 1024 * 1024 + 1024
+NUMERIC = ("BIGINT", "INTEGER", "SMALLINT", "TINYINT", "HUGEINT", "DECIMAL", "DOUBLE", "FLOAT", "REAL")
 # files of one COPY loaded at once (when each file has its own transaction, as with ON_ERROR = CONTINUE)
 COPY_WORKERS = max(1, int(os.environ.get("NETFLIX_ELT_EMULATOR_COPY_WORKERS", "0")) or min(4, os.cpu_count() or 1))
 
@@ -182,8 +183,9 @@ class CsvFormat:
                 raise NotImplementedError(f"FILE_FORMAT option {name}={value} in the emulator")
         return f
 
-    def read_csv(self, path: str, n_fields: int, rejects: str, scan: str) -> str:
-        cols = ", ".join(f"'c{i}': 'VARCHAR'" for i in range(1, n_fields + 1))
+    def read_csv(self, path: str, n_fields: int, rejects: str, scan: str, types: dict[int, str] | None = None) -> str:
+        types = types or {}
+        cols = ", ".join(f"'c{i}': {lit(types.get(i, 'VARCHAR'))}" for i in range(1, n_fields + 1))
         nulls = list(self.null_if) + ([""] if self.empty_field_as_null and "" not in self.null_if else [])
         args = [
             lit(path),
@@ -503,6 +505,12 @@ class CopyRunner:
             self.duck.commit()
         return outcome
 
+    def _again_as_text(self, plan: CopyPlan, f: StagedFile, job_id: str, created: list[str]) -> FileOutcome:
+        for t in created:
+            self.duck.execute(f"DROP TABLE IF EXISTS {t}")
+        created.clear()
+        return self._load_file(plan, f, job_id, try_typed=False)
+
     def _on_own_connection(self, plan: CopyPlan, f: StagedFile, job_id: str) -> FileOutcome:
         cursor = self.duck.cursor()
         try:
@@ -595,25 +603,45 @@ class CopyRunner:
             out.append((e.sql(dialect="duckdb"), fields))
         return out
 
-    def _load_file(self, plan: CopyPlan, f: StagedFile, job_id: str) -> FileOutcome:
+    def _typed_fields(self, plan: CopyPlan, values: list[tuple[str, set[int]]]) -> dict[int, str]:
+        """Fields the CSV reader may parse straight into their column's numeric type: those loaded as they are
+        (``$n``) into one column of a numeric type, in loads that keep going past rejected rows."""
+        if plan.validation_mode is not None or plan.on_error != "CONTINUE":
+            return {}
+        typed: dict[int, str] = {}
+        for col, (sql, fields) in zip(plan.columns, values, strict=True):
+            if len(fields) == 1 and sql == f"c{next(iter(fields))}" and col.duck_type.upper().startswith(NUMERIC):
+                n = next(iter(fields))
+                typed[n] = col.duck_type if typed.get(n, col.duck_type) == col.duck_type else "VARCHAR"
+        return {n: t for n, t in typed.items() if t != "VARCHAR"}
+
+    def _load_file(self, plan: CopyPlan, f: StagedFile, job_id: str, try_typed: bool = True) -> FileOutcome:
         tag = uuid.uuid4().hex[:12]
         raw, rejects, scan, gaps = (f"_emu_raw_{tag}", f"_emu_rej_{tag}", f"_emu_scan_{tag}", f"_emu_gap_{tag}")
         fmt = plan.fmt
         created: list[str] = []
-        if f.relative.endswith(".gz") and fmt.compression in {"auto", "gzip"}:
+        if try_typed and f.relative.endswith(".gz") and fmt.compression in {"auto", "gzip"}:
             _check_gzip(f)
+        # Fast path: numeric fields parsed by the CSV reader into their type (no text copy of the file, no casts).
+        # A file with any value that doesn't parse, or a NULL for a NOT NULL column, is read again as text, which
+        # is what gives every rejected row its Snowflake error message and record.
+        typed_fields = self._typed_fields(plan, self._value_sql(plan, f)) if try_typed else {}
         try:
             try:
                 # records in file order (a CTAS keeps the scan's order), numbered by their rowids below
-                self.duck.execute(
-                    f"CREATE TEMP TABLE {raw} AS SELECT * FROM {fmt.read_csv(f.read_path, plan.n_fields, rejects, scan)}"
-                )
+                reader = fmt.read_csv(f.read_path, plan.n_fields, rejects, scan, typed_fields)
+                self.duck.execute(f"CREATE TEMP TABLE {raw} AS SELECT * FROM {reader}")
                 created += [raw, rejects, scan]
                 # rowids are consecutive in insertion order, from a base that is not 0 inside a transaction
                 base = first(self.duck.execute(f"SELECT coalesce(min(rowid), 0) FROM {raw}"))[0]
             except duckdb.Error as e:
                 raise FileReadError(_file_error_message(f, e)) from e
 
+            if (
+                typed_fields
+                and first(self.duck.execute(f"SELECT count(*) FROM {rejects} WHERE error_type = 'CAST'"))[0]
+            ):
+                return self._again_as_text(plan, f, job_id, created)
             structural = first(self.duck.execute(f"SELECT count(*) FROM {rejects}"))[0]
             if structural:
                 self.duck.execute(
@@ -668,6 +696,11 @@ class CopyRunner:
             insert_first = plan.validation_mode is None and (
                 plan.on_error == "CONTINUE" or (plan.on_error == "ABORT_STATEMENT" and not self.in_transaction)
             )
+            if (
+                typed_fields
+                and first(self.duck.execute(f"SELECT count(*) FILTER (WHERE {any_err}) FROM ({flagged})"))[0]
+            ):
+                return self._again_as_text(plan, f, job_id, created)
             inserted = None
             if insert_first:
                 res = first(self.duck.execute(insert)) if parsed_ok else None
