@@ -156,6 +156,18 @@ def test_file_format_matches_the_contracts() -> None:
     assert "FIELD_DELIMITER = ','" in ddl
 
 
+def test_discovery_lists_a_few_date_prefixes_whatever_the_history() -> None:
+    from snowflake.procedures.load_raw_files import date_prefixes
+
+    d = dt.date
+    assert date_prefixes(d(2026, 11, 29), d(2026, 11, 30)) == ["20261129", "20261130"]
+    assert date_prefixes(d(2026, 11, 30), d(2026, 11, 30)) == ["20261130"]
+    assert date_prefixes(d(2026, 10, 30), d(2026, 11, 30)) == ["202610", "202611"]
+    assert date_prefixes(d(2025, 12, 1), d(2026, 1, 2)) == ["202512", "202601"]
+    assert date_prefixes(d(2024, 6, 1), d(2026, 1, 2)) == ["2024", "2025", "2026"]
+    assert date_prefixes(d(2019, 1, 1), d(2026, 1, 2)) == [""]  # a long gap: the whole dataset folder
+
+
 def test_procedure_script_inlines_contracts_and_handler_whole() -> None:
     script = (REPO / "migrations" / "R__load_raw_files.sql").read_text()
     includes = re.findall(r"\{% include '([^']+)' %\}", script)
@@ -330,6 +342,10 @@ def test_failed_file_does_not_lose_the_others(deployed: LocalStack, tmp_path: Pa
     assert bad_key in summary["message"]
     tracked = sql(deployed, f"SELECT STATUS, FIRST_ERROR FROM RAW.LOAD_TRACKING WHERE FILE_KEY = '{bad_key}'")
     assert tracked[0][0] == "FAILED" and tracked[0][1]
+    # a CALL without FILES lists only recent uploads, and still tries the failed file again (staged long before)
+    again = pipeline.load()
+    assert [(f["file"], f["status"]) for f in again["files"]] == [(bad_key, "FAILED")]
+    assert sql(deployed, f"SELECT ATTEMPTS FROM RAW.LOAD_TRACKING WHERE FILE_KEY = '{bad_key}'") == [(2,)]
 
 
 def test_worksheet_call_with_defaults_and_named_arguments(deployed: LocalStack) -> None:
