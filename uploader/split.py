@@ -20,7 +20,7 @@ import contextlib
 import os
 import tempfile
 from collections import deque
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -120,7 +120,7 @@ class PartPlanner:
     extra read. `finish` returns the header line (with a newline), where the data rows start, and the parts.
     """
 
-    def __init__(self, part_size: int) -> None:
+    def __init__(self, part_size: int, on_cut: Callable[[bytes, int, PartRange], None] | None = None) -> None:
         if part_size < 1:
             raise ValueError(f"part_size must be at least 1 byte, got {part_size}")
         self.part_size = part_size
@@ -131,6 +131,7 @@ class PartPlanner:
         self._offset = 0  # bytes fed so far
         self._start = 0  # where the current part's data starts
         self._counter: RecordCounter | None = None
+        self._on_cut = on_cut  # called with (header, data start, part) as each part's end is found
 
     def feed(self, chunk: bytes) -> None:
         if self._in_header:
@@ -162,6 +163,8 @@ class PartPlanner:
         assert self._counter is not None
         self.ranges.append(PartRange(len(self.ranges) + 1, self._start, self._offset, self._counter.total))
         self._counter = None
+        if self._on_cut is not None:
+            self._on_cut(self.header, self.data_start, self.ranges[-1])
 
     def finish(self) -> tuple[bytes, int, list[PartRange]]:
         if self._counter is not None:
@@ -231,6 +234,7 @@ def split_csv(
     chunk_size: int = CHUNK_SIZE,
     workers: int = DEFAULT_WORKERS,
     plan: tuple[bytes, int, list[PartRange]] | None = None,
+    started: dict[int, Future[Part]] | None = None,
 ) -> Generator[Part, None, None]:
     """Split a CSV file into gzip-compressed parts of about ``part_size`` uncompressed bytes, yielding each part.
 
@@ -241,28 +245,47 @@ def split_csv(
     only the header.
 
     ``plan`` is the file's `PartPlanner` result if a pass over it has made one already (else the file is read once
-    more to make it). Parts are compressed by ``workers`` threads, ahead of the consumer by at most that many parts, into temporary
+    more to make it); ``started`` maps part numbers to compressions already running (the generator owns them from
+    then on). Parts are compressed by ``workers`` threads, ahead of the consumer by at most that many parts, into temporary
     files in ``tmp_dir`` (default: the system temp directory), and yielded in order. A yielded part's file belongs
     to the consumer, which deletes it; parts not yet yielded are deleted if the generator is closed early or fails.
     """
     header, source_header, ranges = plan or plan_parts(path, part_size, chunk_size=chunk_size)
     if not ranges:  # header only
         ranges = [PartRange(1, source_header, source_header, 0)]
+    started = dict(started or {})
     pending: deque[Future[Part]] = deque()
     todo = deque(ranges)
     with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="uploader-gzip") as pool:
         try:
             while todo or pending:
-                while todo and len(pending) < max(1, workers):
+                while todo and (len(pending) < max(1, workers) or todo[0].number in started):
                     r = todo.popleft()
-                    pending.append(
-                        pool.submit(_compress_part, path, header, r, source_header, tmp_dir, compresslevel, chunk_size)
-                    )
+                    if r.number in started:
+                        pending.append(started.pop(r.number))
+                    else:
+                        pending.append(
+                            pool.submit(
+                                _compress_part, path, header, r, source_header, tmp_dir, compresslevel, chunk_size
+                            )
+                        )
                 yield pending.popleft().result()
         finally:
-            for future in pending:
-                future.cancel()
-            for future in pending:
-                with contextlib.suppress(BaseException):
-                    if not future.cancelled():
-                        future.result().path.unlink(missing_ok=True)
+            discard(list(pending) + list(started.values()))
+
+
+def compress_part(
+    path: Path, header: bytes, data_start: int, r: PartRange, *, tmp_dir: Path | None = None, compresslevel: int = 1
+) -> Part:
+    """Compress one planned part of ``path`` into a temporary gzip file (what `split_csv` does for each part)."""
+    return _compress_part(path, header, r, data_start, tmp_dir, compresslevel, CHUNK_SIZE)
+
+
+def discard(futures: list[Future[Part]]) -> None:
+    """Cancel compressions not started yet and delete the files of the others (waiting for them to finish)."""
+    for future in futures:
+        future.cancel()
+    for future in futures:
+        with contextlib.suppress(BaseException):
+            if not future.cancelled():
+                future.result().path.unlink(missing_ok=True)

@@ -85,6 +85,9 @@ affected as (
 ratings as (
 
     select * from {{ ref('fct_ratings') }}
+    {% if is_incremental() %}
+    where year(rated_at) in (select rating_year from affected)
+    {% endif %}
 
 ),
 
@@ -108,7 +111,8 @@ counted as (
     from ratings
     inner join movie_genres on ratings.movie_id = movie_genres.movie_id
     {% if is_incremental() %}
-    where (movie_genres.genre, year(ratings.rated_at)) in (select genre, rating_year from affected)
+    inner join affected
+        on movie_genres.genre = affected.genre and year(ratings.rated_at) = affected.rating_year
     {% endif %}
     group by 1, 2
 
