@@ -13,7 +13,7 @@
 -- movies with "(no genres listed)" are not counted.
 -- Incremental: a run recomputes only the (genre, year) pairs that can have changed since the newest
 -- ratings_loaded_at in the table: those of the ratings loaded since, and, for a movie that gained or lost a genre in
--- a catalogue version recorded since (movies_snapshot), that genre in every year the movie was rated. A pair left
+-- a catalogue version loaded since (movies_snapshot), that genre in every year the movie was rated. A pair left
 -- without ratings is written with a count of 0 and removed by the post-hook.
 with
 
@@ -31,16 +31,17 @@ versions as (
         movie_id,
         coalesce(genres, '') as genres,
         coalesce(lag(genres) over (partition by movie_id order by dbt_valid_from), '') as previous_genres,
-        dbt_valid_from
+        loaded_at
 
     from {{ ref('movies_snapshot') }}
 
 ),
 
+-- versions that came with a movies file loaded since (a snapshot row keeps the load time of the row that opened it)
 changed as (
 
     select * from versions
-    where dbt_valid_from > (select loaded_at from watermark)
+    where loaded_at > (select loaded_at from watermark)
 
 ),
 
@@ -84,7 +85,8 @@ affected as (
 
 ratings as (
 
-    select * from {{ ref('fct_ratings') }}
+    select *, year(rated_at) as rating_year
+    from {{ ref('fct_ratings') }}
     {% if is_incremental() %}
     where year(rated_at) in (select rating_year from affected)
     {% endif %}
@@ -101,7 +103,7 @@ counted as (
 
     select
         movie_genres.genre::varchar as genre,
-        year(ratings.rated_at)::number(38, 0) as rating_year,
+        ratings.rating_year::number(38, 0) as rating_year,
         count(*)::number(38, 0) as rating_count,
         count(distinct ratings.user_id)::number(38, 0) as user_count,
         count(distinct ratings.movie_id)::number(38, 0) as movie_count,
@@ -111,8 +113,10 @@ counted as (
     from ratings
     inner join movie_genres on ratings.movie_id = movie_genres.movie_id
     {% if is_incremental() %}
-    inner join affected
-        on movie_genres.genre = affected.genre and year(ratings.rated_at) = affected.rating_year
+    where exists (
+        select 1 from affected
+        where affected.genre = movie_genres.genre and affected.rating_year = ratings.rating_year
+    )
     {% endif %}
     group by 1, 2
 
