@@ -59,9 +59,10 @@ reset: install ## stop the local stack and delete its state
 generate: install ## write synthetic MovieLens files into data/generated (SCALE=small|...)
 	$(CLI) generate --scale $(or $(SCALE),small)
 
-lint: install ## ruff (lint + format check)
+lint: install ## ruff (lint + format check) and the secret scanner (detect-secrets, against .secrets.baseline)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	git ls-files -z | xargs -0 $(VENV)/bin/detect-secrets-hook --baseline .secrets.baseline
 
 typecheck: install ## mypy
 	$(VENV)/bin/mypy netflix_elt snowflake/emulator snowflake/procedures uploader
