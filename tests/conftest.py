@@ -4,6 +4,7 @@ in a temporary directory, exactly as ``make up`` does, and stop it at the end.""
 from __future__ import annotations
 
 import dataclasses
+import signal
 import socket
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,6 +16,12 @@ from netflix_elt.stack import LocalStack
 
 REPO = Path(__file__).resolve().parent.parent
 SAMPLE = REPO.parent / "shared" / "datasets" / "ml-latest-small"
+
+
+def interruptible() -> None:
+    """``preexec_fn`` for a child that a test stops with Ctrl-C (SIGINT): a shell that runs the tests in the
+    background starts them with SIGINT ignored, and children inherit that; give the child the default handling."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def free_port() -> int:

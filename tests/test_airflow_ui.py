@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from netflix_elt.generate import generate
-from tests.conftest import REPO, free_port
+from tests.conftest import REPO, free_port, interruptible
 
 DAG_ID = "full_netflix_pipeline"
 
@@ -75,7 +75,13 @@ def test_make_airflow_serves_the_ui_and_runs_the_dag_through_the_rest_api(tmp_pa
     out = tmp_path / "make-airflow.log"
     with out.open("w") as log:
         proc = subprocess.Popen(
-            ["make", "-s", "airflow"], cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            ["make", "-s", "airflow"],
+            cwd=REPO,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=interruptible,
         )
     api = Api(f"http://127.0.0.1:{port}")
     try:

@@ -20,7 +20,7 @@ import pytest
 
 from netflix_elt import cli
 from netflix_elt.transform import PROJECT_DIR
-from tests.conftest import REPO, free_port
+from tests.conftest import REPO, free_port, interruptible
 from tests.test_dbt import Project, generated, local_only  # noqa: F401 - fixtures: a deployed, loaded, built stack
 
 MODELS = sorted(p.stem for p in (PROJECT_DIR / "models").rglob("*.sql"))
@@ -124,6 +124,7 @@ def test_docs_serve_on_localhost_until_sigint(generated: Project, tmp_path: Path
             cwd=REPO,
             stdout=log_file,
             stderr=subprocess.STDOUT,
+            preexec_fn=interruptible,
         )
     try:
         deadline = time.monotonic() + 120
