@@ -328,7 +328,7 @@ class Bench:
             sha = hashlib.sha256(body + str(n).encode()).hexdigest()
             uploaded = now - dt.timedelta(hours=n - i)
             name = f"ratings_{uploaded:%Y%m%d}.csv"
-            key = contracts.stage_key("ratings", f"{uploaded:%Y%m%dT%H%M%SZ}", sha, name)
+            key = contracts.stage_key("ratings", uploaded.strftime(contracts.UPLOADED_AT_FORMAT), sha, name)
             path = bucket_dir / self.settings.prefix / key
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(body)
@@ -348,7 +348,8 @@ class Bench:
 
         body = f"userId,movieId,rating,timestamp\n7,{abs(hash(tag)) % 1000 + 1},3.5,1700000000\n".encode()
         sha = hashlib.sha256(body + tag.encode()).hexdigest()
-        key = contracts.stage_key("ratings", f"{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%SZ}", sha, "ratings_20240101.csv")
+        uploaded = dt.datetime.now(dt.UTC).strftime(contracts.UPLOADED_AT_FORMAT)
+        key = contracts.stage_key("ratings", uploaded, sha, "ratings_20240101.csv")
         self.stack.s3_client().put_object(Bucket=self.settings.bucket, Key=self.settings.prefix + key, Body=body)
         return key
 

@@ -268,6 +268,7 @@ STAGE_KEY_PATTERN = re.compile(
     r"(?P<name>[^/]+?)(?:\.part(?P<part>\d{4})\.csv\.gz)?$"
 )
 CHECKSUM_HEX_DIGITS = 16
+UPLOADED_AT_FORMAT = "%Y%m%dT%H%M%SZ"  # strftime format of a key's uploaded_at (UTC)
 
 
 @dataclass(frozen=True)
@@ -276,7 +277,7 @@ class StageKey:
 
     key: str
     dataset: str
-    uploaded_at: str  # YYYYMMDDTHHMMSSZ
+    uploaded_at: str  # UPLOADED_AT_FORMAT
     checksum: str  # first 16 hex digits of the source file's sha256
     name: str  # the source (landing) file name
     part: int | None  # part number of a split file, else None

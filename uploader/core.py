@@ -48,7 +48,7 @@ from netflix_elt import contracts
 from netflix_elt.contracts import ContractError
 
 from .report import ALREADY_UPLOADED, SKIPPED, UPLOADED, WOULD_UPLOAD, FileResult, UploadReport, human_bytes
-from .split import Part, PartPlanner, PartRange, RecordCounter, compress_part, discard, split_csv
+from .split import Part, PartPlan, PartPlanner, PartRange, RecordCounter, compress_part, discard, split_csv
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -65,7 +65,6 @@ HASH_CHUNK_SIZE = 1 * MiB
 MAX_HEADER_BYTES = 64 * 1024
 INDEX_ROOT = "_netflix_elt_index/"  # outside the stage's location, so LIST @stage sees only data files
 INDEX_VERSION = 1
-UPLOADED_AT_FORMAT = "%Y%m%dT%H%M%SZ"
 
 TEMP_SUFFIXES = (".part", ".partial", ".tmp", ".temp", ".crdownload", ".download", ".swp", "~")
 DATA_SUFFIXES = (".gz", ".zip", ".bz2", ".xz", ".zst", ".tsv", ".parquet")
@@ -297,7 +296,7 @@ def file_sha256(
 class _Scanned:
     sha256: str
     rows: int | None
-    plan: tuple[bytes, int, list[PartRange]] | None  # where the file is cut into parts, if it is to be split
+    plan: PartPlan | None  # where the file is cut into parts, if it is to be split
 
 
 def _scan(
@@ -400,6 +399,14 @@ class _ScaledProgress:
 
 
 @dataclass
+class _Prepared:
+    """Left by the identify pass for the upload of a file to split."""
+
+    plan: PartPlan | None = None  # where the file is cut
+    started: dict[int, Future[Part]] = field(default_factory=dict)  # its first parts, being compressed
+
+
+@dataclass
 class _Uploader:
     client: S3Client
     bucket: str
@@ -411,22 +418,19 @@ class _Uploader:
     tmp_dir: Path | None
     compresslevel: int
     progress: _Progress
-    plans: dict[Path, tuple[bytes, int, list[PartRange]]] = field(default_factory=dict)  # from the identify pass
-    # the first parts of files to upload, compressed while the rest of the file was being hashed
-    speculative: dict[Path, dict[int, Future[Part]]] = field(default_factory=dict)
+    # per file to split: where to cut it (from the identify pass) and its first parts, compressed meanwhile
+    prepared: dict[Path, _Prepared] = field(default_factory=dict)
     _pool: ThreadPoolExecutor | None = None
 
-    def compress_ahead(
-        self, lf: LandingFile, started: dict[int, Future[Part]]
-    ) -> Callable[[bytes, int, PartRange], None]:
+    def compress_ahead(self, lf: LandingFile, prepared: _Prepared) -> Callable[[bytes, int, PartRange], None]:
         """An ``on_cut`` for the identify pass: compress the file's first parts in a thread while the hashing thread
         reads on (on two cores, both are busy instead of one); dropped if the content turns out to be uploaded."""
 
         def offer(header: bytes, data_start: int, r: PartRange) -> None:
-            if len(started) < SPECULATIVE_PARTS:
+            if len(prepared.started) < SPECULATIVE_PARTS:
                 if self._pool is None:
                     self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="uploader-ahead")
-                started[r.number] = self._pool.submit(
+                prepared.started[r.number] = self._pool.submit(
                     compress_part,
                     lf.path,
                     header,
@@ -438,11 +442,16 @@ class _Uploader:
 
         return offer
 
+    def drop(self, path: Path) -> None:
+        """Forget what was prepared for a file that will not be uploaded (and delete its compressed parts)."""
+        prepared = self.prepared.pop(path, None)
+        if prepared is not None:
+            discard(list(prepared.started.values()))
+
     def close(self) -> None:
         """Delete compressed parts that were not uploaded and stop the compression thread."""
-        for started in self.speculative.values():
-            discard(list(started.values()))
-        self.speculative.clear()
+        for path in list(self.prepared):
+            self.drop(path)
         if self._pool is not None:
             self._pool.shutdown(wait=True)
             self._pool = None
@@ -503,13 +512,14 @@ class _Uploader:
             finally:
                 part_path.unlink(missing_ok=True)
 
+        prepared = self.prepared.pop(lf.path, None) or _Prepared()
         parts = split_csv(
             lf.path,
             self.part_size,
             tmp_dir=self.tmp_dir,
             compresslevel=self.compresslevel,
-            plan=self.plans.pop(lf.path, None),
-            started=self.speculative.pop(lf.path, None),
+            plan=prepared.plan,
+            started=prepared.started,
         )
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="uploader-part") as pool, contextlib.closing(parts):
             pending: Future[None] | None = None
@@ -610,7 +620,7 @@ def upload(
         landing_dir=str(Path(landing_dir).resolve()),
         bucket=bucket,
         prefix=prefix,
-        uploaded_at=when.strftime(UPLOADED_AT_FORMAT),
+        uploaded_at=when.strftime(contracts.UPLOADED_AT_FORMAT),
         dry_run=dry_run,
     )
     checked = check_landing(landing_dir)
@@ -690,19 +700,18 @@ def _identify(
     bar = _Progress(sum(lf.size for lf in files), "checking", show)
     try:
         for lf in files:
-            split = uploader.should_split(lf)
-            # owned by the upload of this file, dropped if it has none (or by close(), whatever happens)
-            started: dict[int, Future[Part]] = uploader.speculative.setdefault(lf.path, {})
+            # what is prepared for the upload of a file to split is used by it, or dropped (by close() at the latest)
+            prepared = uploader.prepared.setdefault(lf.path, _Prepared()) if uploader.should_split(lf) else None
             scanned = _scan(
                 lf.path,
                 count_rows=not lf.matched.gzipped,
                 on_bytes=bar,
-                part_size=uploader.part_size if split else None,
-                on_cut=uploader.compress_ahead(lf, started) if split and speculate else None,
+                part_size=uploader.part_size if prepared is not None else None,
+                on_cut=uploader.compress_ahead(lf, prepared) if prepared is not None and speculate else None,
             )
             sha, rows = scanned.sha256, scanned.rows
             if sha in seen:
-                discard(list(uploader.speculative.pop(lf.path, {}).values()))
+                uploader.drop(lf.path)
                 first = seen[sha]
                 note = f"same content as {first.name} in this run"
                 results[lf.name] = FileResult(
@@ -712,11 +721,11 @@ def _identify(
             seen[sha] = lf
             existing = None if force else read_index(uploader.client, uploader.bucket, index_key(uploader.prefix, sha))
             if existing is None:
-                if scanned.plan is not None:
-                    uploader.plans[lf.path] = scanned.plan
+                if prepared is not None:
+                    prepared.plan = scanned.plan
                 todo.append((lf, sha, rows))
                 continue
-            discard(list(uploader.speculative.pop(lf.path, {}).values()))
+            uploader.drop(lf.path)
             keys = [str(k) for k in existing.get("keys", [])]
             when = existing.get("uploaded_at", "?")
             as_name = existing.get("file_name", "?")

@@ -112,12 +112,21 @@ class PartRange:
     rows: int
 
 
+@dataclass(frozen=True)
+class PartPlan:
+    """How a CSV file is cut into parts: its header line (with a newline), where its data rows start, the parts."""
+
+    header: bytes
+    data_start: int
+    ranges: list[PartRange]
+
+
 class PartPlanner:
     """Finds where a CSV byte stream fed chunk by chunk (from its first byte) is cut into parts of about
     ``part_size`` bytes: at the first record end at or after ``part_size`` bytes of a part, header line included.
 
     It runs alongside other passes over the file (the uploader feeds it the chunks it hashes), so planning costs no
-    extra read. `finish` returns the header line (with a newline), where the data rows start, and the parts.
+    extra read. `finish` returns the `PartPlan`.
     """
 
     def __init__(self, part_size: int, on_cut: Callable[[bytes, int, PartRange], None] | None = None) -> None:
@@ -166,18 +175,18 @@ class PartPlanner:
         if self._on_cut is not None:
             self._on_cut(self.header, self.data_start, self.ranges[-1])
 
-    def finish(self) -> tuple[bytes, int, list[PartRange]]:
+    def finish(self) -> PartPlan:
         if self._counter is not None:
             self._cut()
         if self._in_header:  # a header line without a newline and nothing after it
             self.data_start = self._offset
         header = self.header if not self.header or self.header.endswith(NEWLINE) else self.header + NEWLINE
-        return header, self.data_start, list(self.ranges)
+        return PartPlan(header, self.data_start, list(self.ranges))
 
 
-def plan_parts(path: Path, part_size: int, *, chunk_size: int = CHUNK_SIZE) -> tuple[bytes, int, list[PartRange]]:
-    """The header line (with a newline), where the data rows start, and the parts of a CSV file (see
-    `PartPlanner`), in one sequential read. A file with a header and no rows has no parts."""
+def plan_parts(path: Path, part_size: int, *, chunk_size: int = CHUNK_SIZE) -> PartPlan:
+    """The `PartPlan` of a CSV file (see `PartPlanner`), in one sequential read. A file with a header and no rows
+    has no parts."""
     planner = PartPlanner(part_size)
     with open(path, "rb") as src:
         while chunk := src.read(chunk_size):
@@ -185,15 +194,17 @@ def plan_parts(path: Path, part_size: int, *, chunk_size: int = CHUNK_SIZE) -> t
     return planner.finish()
 
 
-def _compress_part(
+def compress_part(
     path: Path,
     header: bytes,
+    data_start: int,
     r: PartRange,
-    source_header: int,
-    tmp_dir: Path | None,
-    compresslevel: int,
-    chunk_size: int,
+    *,
+    tmp_dir: Path | None = None,
+    compresslevel: int = 1,
+    chunk_size: int = CHUNK_SIZE,
 ) -> Part:
+    """Compress one planned part of ``path``, the header line first, into a temporary gzip file in ``tmp_dir``."""
     fd, name = tempfile.mkstemp(prefix=f".{path.name}.part{r.number:04d}.", suffix=".csv.gz", dir=tmp_dir)
     out = Path(name)
     try:
@@ -217,7 +228,7 @@ def _compress_part(
             path=out,
             rows=r.rows,
             bytes=len(header) + r.end - r.start,
-            source_bytes=r.end - r.start + (source_header if r.number == 1 else 0),
+            source_bytes=r.end - r.start + (data_start if r.number == 1 else 0),
             compressed_bytes=out.stat().st_size,
         )
     except BaseException:
@@ -233,7 +244,7 @@ def split_csv(
     compresslevel: int = 1,
     chunk_size: int = CHUNK_SIZE,
     workers: int = DEFAULT_WORKERS,
-    plan: tuple[bytes, int, list[PartRange]] | None = None,
+    plan: PartPlan | None = None,
     started: dict[int, Future[Part]] | None = None,
 ) -> Generator[Part, None, None]:
     """Split a CSV file into gzip-compressed parts of about ``part_size`` uncompressed bytes, yielding each part.
@@ -250,9 +261,8 @@ def split_csv(
     files in ``tmp_dir`` (default: the system temp directory), and yielded in order. A yielded part's file belongs
     to the consumer, which deletes it; parts not yet yielded are deleted if the generator is closed early or fails.
     """
-    header, source_header, ranges = plan or plan_parts(path, part_size, chunk_size=chunk_size)
-    if not ranges:  # header only
-        ranges = [PartRange(1, source_header, source_header, 0)]
+    plan = plan or plan_parts(path, part_size, chunk_size=chunk_size)
+    ranges = plan.ranges or [PartRange(1, plan.data_start, plan.data_start, 0)]  # header only: one part
     started = dict(started or {})
     pending: deque[Future[Part]] = deque()
     todo = deque(ranges)
@@ -266,19 +276,19 @@ def split_csv(
                     else:
                         pending.append(
                             pool.submit(
-                                _compress_part, path, header, r, source_header, tmp_dir, compresslevel, chunk_size
+                                compress_part,
+                                path,
+                                plan.header,
+                                plan.data_start,
+                                r,
+                                tmp_dir=tmp_dir,
+                                compresslevel=compresslevel,
+                                chunk_size=chunk_size,
                             )
                         )
                 yield pending.popleft().result()
         finally:
             discard(list(pending) + list(started.values()))
-
-
-def compress_part(
-    path: Path, header: bytes, data_start: int, r: PartRange, *, tmp_dir: Path | None = None, compresslevel: int = 1
-) -> Part:
-    """Compress one planned part of ``path`` into a temporary gzip file (what `split_csv` does for each part)."""
-    return _compress_part(path, header, r, data_start, tmp_dir, compresslevel, CHUNK_SIZE)
 
 
 def discard(futures: list[Future[Part]]) -> None:

@@ -487,6 +487,8 @@ class CopyRunner:
             self.duck.begin()
         try:
             try:
+                if f.relative.endswith(".gz") and plan.fmt.compression in {"auto", "gzip"}:
+                    _check_gzip(f)
                 outcome = self._load_file(plan, f, job_id)
             except FileReadError as e:
                 # DuckDB aborts the transaction on a read error: start the file's transaction again
@@ -620,12 +622,11 @@ class CopyRunner:
         raw, rejects, scan, gaps = (f"_emu_raw_{tag}", f"_emu_rej_{tag}", f"_emu_scan_{tag}", f"_emu_gap_{tag}")
         fmt = plan.fmt
         created: list[str] = []
-        if try_typed and f.relative.endswith(".gz") and fmt.compression in {"auto", "gzip"}:
-            _check_gzip(f)
+        values = self._value_sql(plan, f)
         # Fast path: numeric fields parsed by the CSV reader into their type (no text copy of the file, no casts).
         # A file with any value that doesn't parse, or a NULL for a NOT NULL column, is read again as text, which
         # is what gives every rejected row its Snowflake error message and record.
-        typed_fields = self._typed_fields(plan, self._value_sql(plan, f)) if try_typed else {}
+        typed_fields = self._typed_fields(plan, values) if try_typed else {}
         try:
             try:
                 # records in file order (a CTAS keeps the scan's order), numbered by their rowids below
@@ -657,7 +658,6 @@ class CopyRunner:
             else:
                 source = f"(SELECT *, rowid - {base} + 1 AS _rn FROM {raw})"
 
-            values = self._value_sql(plan, f)
             typed_cols = []
             err_conds = []
             msgs = []
@@ -895,7 +895,8 @@ def _file_error_message(f: StagedFile, e: Exception) -> str:
 
 
 def _check_gzip(f: StagedFile) -> None:
-    """Snowflake refuses a corrupt or truncated gzip file as a whole; DuckDB's reader may not notice a truncation."""
+    """Snowflake refuses a corrupt or truncated gzip file as a whole; DuckDB's reader reports a truncated file but
+    reads one with corrupt data in the middle without an error (and loses rows), so every gzip file is checked."""
     from pathlib import Path
 
     from isal import igzip, isal_zlib  # ISA-L: the same check at about three times zlib's speed

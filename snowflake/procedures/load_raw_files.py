@@ -133,7 +133,6 @@ def _discover(session, files, wanted):
 # under an older upload time is loaded when it is named in FILES, or by a FULL_REFRESH.
 LIST_MARGIN = datetime.timedelta(days=1)
 MAX_PREFIXES = 3  # per dataset; a longer span is listed by coarser prefixes (days, months, years, everything)
-UPLOADED_AT_FORMAT = "%Y%m%dT%H%M%SZ"
 
 
 def _list_prefixes(session, wanted):
@@ -149,16 +148,15 @@ def _list_prefixes(session, wanted):
     until = datetime.datetime.now(datetime.UTC).replace(tzinfo=None)
     prefixes = []
     for dataset in wanted:
-        parsed = contracts.parse_stage_key(newest[dataset]) if newest.get(dataset) else None
-        try:
-            since = datetime.datetime.strptime(parsed.uploaded_at if parsed else "", UPLOADED_AT_FORMAT) - LIST_MARGIN
-        except ValueError:
+        parsed = contracts.parse_stage_key(newest.get(dataset) or "")
+        if parsed is None:  # nothing of the dataset handled yet: its whole folder
             prefixes.append(dataset + "/")
             continue
+        since = datetime.datetime.strptime(parsed.uploaded_at, contracts.UPLOADED_AT_FORMAT) - LIST_MARGIN
         prefixes += [f"{dataset}/{p}" for p in date_prefixes(since.date(), until.date())]
     retry = session.sql(
         f"SELECT FILE_KEY FROM {TRACKING} WHERE DATASET IN ({_in_list(wanted)}) AND (STATUS = 'FAILED' OR "
-        f"(STATUS = 'LOADING' AND CLAIMED_AT < DATEADD(minute, -{STALE_CLAIM_MINUTES}, {_now_sql()})))"
+        f"(STATUS = 'LOADING' AND CLAIMED_AT < {_stale_before()}))"
     ).collect()
     for r in retry:
         key = r["FILE_KEY"]
@@ -227,8 +225,7 @@ def _tracked(session, sources):
         "FILE_KEY",
         set(sources),
         {s["dataset"] for s in sources.values()},
-        f"FILE_KEY, STATUS, LOAD_ID, "
-        f"CLAIMED_AT < DATEADD(minute, -{STALE_CLAIM_MINUTES}, CURRENT_TIMESTAMP()::TIMESTAMP_NTZ) AS STALE",
+        f"FILE_KEY, STATUS, LOAD_ID, CLAIMED_AT < {_stale_before()} AS STALE",
     )
     return {r["FILE_KEY"]: r.as_dict() for r in rows if r["FILE_KEY"] in sources}
 
@@ -258,6 +255,11 @@ def _now_sql():
     return "CURRENT_TIMESTAMP()::TIMESTAMP_NTZ"
 
 
+def _stale_before():
+    """SQL for the time before which a LOADING claim is stale (taken over by the next CALL)."""
+    return f"DATEADD(minute, -{STALE_CLAIM_MINUTES}, {_now_sql()})"
+
+
 def _claim(session, plan, load_id):
     """Claim the planned files for this CALL; returns those it got (another CALL may have won some)."""
     if not plan:
@@ -266,12 +268,11 @@ def _claim(session, plan, load_id):
         f"({_q(s['key'])}, {_q(s['dataset'])}, {_q(s['name'])}, {_q(s['checksum'])}, {s['size']}, {len(s['objects'])})"
         for s in plan
     )
-    stale = f"DATEADD(minute, -{STALE_CLAIM_MINUTES}, {_now_sql()})"
     session.sql(
         f"MERGE INTO {TRACKING} t USING (SELECT column1 AS FILE_KEY, column2 AS DATASET, column3 AS FILE_NAME, "
         f"column4 AS CONTENT_CHECKSUM, column5 AS SIZE_BYTES, column6 AS PARTS FROM VALUES {values}) s "
         "ON t.FILE_KEY = s.FILE_KEY "
-        f"WHEN MATCHED AND (t.STATUS = 'FAILED' OR (t.STATUS = 'LOADING' AND t.CLAIMED_AT < {stale})) THEN UPDATE SET "
+        f"WHEN MATCHED AND (t.STATUS = 'FAILED' OR (t.STATUS = 'LOADING' AND t.CLAIMED_AT < {_stale_before()})) THEN UPDATE SET "
         f"STATUS = 'LOADING', LOAD_ID = {_q(load_id)}, CLAIMED_AT = {_now_sql()}, ATTEMPTS = t.ATTEMPTS + 1, "
         "ROWS_PARSED = NULL, ROWS_LOADED = NULL, ROWS_REJECTED = NULL, FIRST_ERROR = NULL, FINISHED_AT = NULL, "
         "SIZE_BYTES = s.SIZE_BYTES, PARTS = s.PARTS "

@@ -16,7 +16,7 @@ scores as (
 
     select * from {{ ref('stg_genome_scores') }}
     {% if is_incremental() %}
-    where loaded_at > (select coalesce(max(loaded_at), '1970-01-01'::timestamp_ntz) from {{ this }})
+    where loaded_at > {{ watermark() }}
     {% endif %}
     {{ latest_per_key(['movie_id', 'tag_id']) }}
 

@@ -17,7 +17,7 @@ ratings as (
 
     select * from {{ ref('stg_ratings') }}
     {% if is_incremental() %}
-    where loaded_at > (select coalesce(max(loaded_at), '1970-01-01'::timestamp_ntz) from {{ this }})
+    where loaded_at > {{ watermark() }}
     {% endif %}
     {{ latest_per_key(['user_id', 'movie_id', 'rated_at']) }}
 

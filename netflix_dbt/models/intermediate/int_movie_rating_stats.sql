@@ -19,7 +19,7 @@ ratings as (
     where movie_id in (
         select movie_id
         from {{ ref('fct_ratings') }}
-        where loaded_at > (select coalesce(max(ratings_loaded_at), '1970-01-01'::timestamp_ntz) from {{ this }})
+        where loaded_at > {{ watermark('ratings_loaded_at') }}
     )
     {% endif %}
 

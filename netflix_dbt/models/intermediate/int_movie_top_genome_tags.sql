@@ -19,7 +19,7 @@ scores as (
     where movie_id in (
         select movie_id
         from {{ ref('fct_genome_scores') }}
-        where loaded_at > (select coalesce(max(scores_loaded_at), '1970-01-01'::timestamp_ntz) from {{ this }})
+        where loaded_at > {{ watermark('scores_loaded_at') }}
     )
     {% endif %}
 

@@ -20,8 +20,7 @@ with
 {% if is_incremental() %}
 watermark as (
 
-    select coalesce(max(ratings_loaded_at), '1970-01-01'::timestamp_ntz) as loaded_at
-    from {{ this }}
+    select {{ watermark('ratings_loaded_at') }} as loaded_at
 
 ),
 
