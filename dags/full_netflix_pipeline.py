@@ -13,7 +13,8 @@ Daily ELT of MovieLens files into Snowflake, in three steps that cannot run out 
    models are built. A model whose tests fail stops the models downstream of it.
 
 Connections: `snowflake_default` (Snowflake; its extra `protocol: http` targets the local emulator; dbt uses it
-too unless `NETFLIX_ELT_DBT_CONN_ID` names another) and `aws_default` (S3; extra `endpoint_url` for an
+too unless `NETFLIX_ELT_DBT_CONN_ID` names another; password, or key pair in extra `private_key_file` when
+`SNOWFLAKE_PRIVATE_KEY_PATH` is set, with the key's passphrase as the password) and `aws_default` (S3; extra `endpoint_url` for an
 S3-compatible server). Landing directory:
 `NETFLIX_ELT_LANDING_DIR` (default `data/landing` in the repository). Rerun a failed run from the grid view:
 every step is idempotent (uploads skip known content, the procedure skips loaded files, fct_ratings is
@@ -41,7 +42,11 @@ from cosmos.constants import (
     TestBehavior,
     TestIndirectSelection,
 )
-from cosmos.profiles import SnowflakeUserPasswordProfileMapping
+from cosmos.profiles import (
+    SnowflakeEncryptedPrivateKeyFilePemProfileMapping,
+    SnowflakePrivateKeyFilePemProfileMapping,
+    SnowflakeUserPasswordProfileMapping,
+)
 
 from netflix_elt.dbt_runtime import speed_up_dbt
 
@@ -117,6 +122,18 @@ def _snowflake_profile_args() -> dict[str, Any]:
     return args
 
 
+def _dbt_profile_mapping() -> Any:
+    """How dbt logs in with the connection: user and password, or (``SNOWFLAKE_PRIVATE_KEY_PATH`` set) the
+    connection's key pair (extra ``private_key_file``; with ``SNOWFLAKE_PRIVATE_KEY_PASSPHRASE`` set, an encrypted key
+    whose passphrase is the connection's password)."""
+    args = _snowflake_profile_args()
+    if os.environ.get("SNOWFLAKE_PRIVATE_KEY_PATH"):
+        if os.environ.get("SNOWFLAKE_PRIVATE_KEY_PASSPHRASE"):
+            return SnowflakeEncryptedPrivateKeyFilePemProfileMapping(conn_id=DBT_CONN_ID, profile_args=args)
+        return SnowflakePrivateKeyFilePemProfileMapping(conn_id=DBT_CONN_ID, profile_args=args)
+    return SnowflakeUserPasswordProfileMapping(conn_id=DBT_CONN_ID, profile_args=args)
+
+
 with DAG(
     dag_id="full_netflix_pipeline",
     description="MovieLens files -> S3 -> RAW (LOAD_RAW_FILES) -> dbt (staging, core, marts)",
@@ -166,9 +183,7 @@ with DAG(
         profile_config=ProfileConfig(
             profile_name="netflix_dbt",
             target_name="airflow",
-            profile_mapping=SnowflakeUserPasswordProfileMapping(
-                conn_id=DBT_CONN_ID, profile_args=_snowflake_profile_args()
-            ),
+            profile_mapping=_dbt_profile_mapping(),
         ),
         # a model's test task runs the tests whose models are all built by then (a relationship test to a model
         # in another branch runs with that model's tests instead)

@@ -12,9 +12,11 @@ same code at a real Snowflake account and S3 bucket, set the variables below (in
 | ``NETFLIX_ELT_DOCS_PORT`` | ``8580`` | port of the dbt docs server (``netflix-elt docs --serve``) |
 | ``NETFLIX_ELT_LANDING_DIR`` | ``data/landing`` | landing directory the DAG uploads from |
 | ``SNOWFLAKE_ACCOUNT`` | ``emulator`` | account identifier; anything but ``emulator`` means a real account |
-| ``SNOWFLAKE_USER`` / ``SNOWFLAKE_PASSWORD`` | local values | credentials (real accounts: also key-pair via ``SNOWFLAKE_PRIVATE_KEY_PATH``) |
+| ``SNOWFLAKE_USER`` / ``SNOWFLAKE_PASSWORD`` | ``netflix_elt`` / generated | user and password (local: the emulator's administrator, password in ``.stack/credentials.env``) |
+| ``SNOWFLAKE_PRIVATE_KEY_PATH`` | none | PEM private key: key-pair login instead of a password (local stack and real accounts; the user's ``RSA_PUBLIC_KEY``) |
+| ``SNOWFLAKE_PRIVATE_KEY_PASSPHRASE`` | none | passphrase of an encrypted private key |
 | ``SNOWFLAKE_HOST`` / ``SNOWFLAKE_PORT`` / ``SNOWFLAKE_PROTOCOL`` | the emulator | only set for the emulator |
-| ``SNOWFLAKE_DATABASE`` / ``SNOWFLAKE_WAREHOUSE`` / ``SNOWFLAKE_ROLE`` | ``NETFLIX`` / ``COMPUTE_WH`` / none | where to work |
+| ``SNOWFLAKE_DATABASE`` / ``SNOWFLAKE_WAREHOUSE`` / ``SNOWFLAKE_ROLE`` | ``NETFLIX`` / ``COMPUTE_WH`` / none | where to work (none: the user's default role) |
 | ``NETFLIX_ELT_BUCKET`` / ``NETFLIX_ELT_PREFIX`` | ``netflix-landing`` / ``movielens/`` | S3 location the stage reads |
 | ``AWS_ENDPOINT_URL`` | the local S3 server | unset for real AWS (default credential chain) |
 """

@@ -33,6 +33,8 @@ class Column:
     sql_type: str
     nullable: bool = False
     description: str = ""
+    # the only values the column may hold, when its type allows more (a row with another value is rejected at load)
+    allowed: tuple[float, ...] = ()
 
     @property
     def is_integer(self) -> bool:
@@ -105,7 +107,13 @@ CONTRACTS: dict[str, FileContract] = {
             columns=(
                 Column("userId", "USER_ID", INT, description="Anonymised user id"),
                 Column("movieId", "MOVIE_ID", INT, description="Rated movie"),
-                Column("rating", "RATING", "NUMBER(2,1)", description="0.5 to 5.0 in half-star steps"),
+                Column(
+                    "rating",
+                    "RATING",
+                    "NUMBER(2,1)",
+                    description="0.5 to 5.0 in half-star steps",
+                    allowed=RATING_VALUES,
+                ),
                 Column("timestamp", "EPOCH_SECONDS", INT, description="Seconds since 1970-01-01 UTC"),
             ),
             natural_key=("userId", "movieId", "timestamp"),
@@ -256,16 +264,18 @@ def _valid_date(yyyymmdd: str) -> bool:
 #     <dataset>/<uploaded at, UTC>_<first 16 hex digits of the file's sha256>/<file name>
 #     ratings/20261130T061502Z_3f2a9c0d1e4b5a6f/ratings_20240721.csv
 #
-# A large file is split into gzip-compressed parts for parallel COPY; each part keeps the source file's name:
+# A large file is split into gzip-compressed parts for parallel COPY; each part keeps the source file's name and
+# says which part of how many it is, so that the load procedure can tell a complete set of parts from one whose
+# upload is still running or was interrupted (it loads only complete sets):
 #
-#     ratings/20261130T061502Z_3f2a9c0d1e4b5a6f/ratings.csv.part0001.csv.gz
+#     ratings/20261130T061502Z_3f2a9c0d1e4b5a6f/ratings.csv.part0001of0007.csv.gz
 #
-# The tracking table reports per source file (the key without the ``.partNNNN.csv.gz`` suffix).
+# The tracking table reports per source file (the key without the ``.partNNNNofNNNN.csv.gz`` suffix).
 
 STAGE_KEY_PATTERN = re.compile(
     r"^(?P<dataset>" + "|".join(re.escape(d) for d in DATASETS) + r")/"
     r"(?P<uploaded_at>\d{8}T\d{6}Z)_(?P<checksum>[0-9a-f]{16})/"
-    r"(?P<name>[^/]+?)(?:\.part(?P<part>\d{4})\.csv\.gz)?$"
+    r"(?P<name>[^/]+?)(?:\.part(?P<part>\d{4})of(?P<parts>\d{4})\.csv\.gz)?$"
 )
 CHECKSUM_HEX_DIGITS = 16
 UPLOADED_AT_FORMAT = "%Y%m%dT%H%M%SZ"  # strftime format of a key's uploaded_at (UTC)
@@ -281,6 +291,7 @@ class StageKey:
     checksum: str  # first 16 hex digits of the source file's sha256
     name: str  # the source (landing) file name
     part: int | None  # part number of a split file, else None
+    parts: int | None  # number of parts of a split file, else None
 
     @property
     def source_key(self) -> str:
@@ -288,10 +299,16 @@ class StageKey:
         return f"{self.dataset}/{self.uploaded_at}_{self.checksum}/{self.name}"
 
 
-def stage_key(dataset: str, uploaded_at: str, sha256_hex: str, name: str, part: int | None = None) -> str:
-    """The stage key of a landing file (or of one part of it)."""
+def stage_key(
+    dataset: str, uploaded_at: str, sha256_hex: str, name: str, part: int | None = None, parts: int | None = None
+) -> str:
+    """The stage key of a landing file (or of part ``part`` of ``parts`` of it)."""
     key = f"{dataset}/{uploaded_at}_{sha256_hex[:CHECKSUM_HEX_DIGITS]}/{name}"
-    return key if part is None else f"{key}.part{part:04d}.csv.gz"
+    if part is None:
+        return key
+    if parts is None or not 1 <= part <= parts <= 9999:
+        raise ValueError(f"part {part} of {parts}: a split file has 1 to 9999 parts")
+    return f"{key}.part{part:04d}of{parts:04d}.csv.gz"
 
 
 def parse_stage_key(key: str) -> StageKey | None:
@@ -299,7 +316,9 @@ def parse_stage_key(key: str) -> StageKey | None:
     named = match_file_name(m.group("name")) if m else None
     if m is None or named is None or named.contract.dataset != m.group("dataset"):
         return None
-    part = m.group("part")
+    part, parts = m.group("part"), m.group("parts")
+    if part and not 1 <= int(part) <= int(parts):
+        return None
     return StageKey(
         key=key,
         dataset=m.group("dataset"),
@@ -307,4 +326,5 @@ def parse_stage_key(key: str) -> StageKey | None:
         checksum=m.group("checksum"),
         name=m.group("name"),
         part=int(part) if part else None,
+        parts=int(parts) if parts else None,
     )

@@ -5,8 +5,9 @@
 
 Airflow keeps its state under the stack directory (``.stack/airflow``: SQLite metadata database, task logs,
 generated admin password). Its connections ``snowflake_default`` and ``aws_default`` come from the environment
-(``AIRFLOW_CONN_*``): for the local stack they are derived from its generated credentials; for a real account,
-set them yourself (see the README) and nothing here overrides them.
+(``AIRFLOW_CONN_*``): for the local stack they are derived from its generated credentials, or from the key pair
+in ``SNOWFLAKE_PRIVATE_KEY_PATH`` (extra ``private_key_file``, passphrase in the password field, as the Snowflake
+provider reads them); for a real account, set them yourself (see the README) and nothing here overrides them.
 """
 
 from __future__ import annotations
@@ -60,20 +61,25 @@ def airflow_env(settings: Settings | None = None, landing: Path | None = None) -
     if is_local():
         stack = LocalStack(settings)
         creds = stack.env()
+        login = stack.client_auth()
+        extra: dict[str, Any] = {
+            "account": creds["SNOWFLAKE_ACCOUNT"],
+            "host": "127.0.0.1",
+            "port": settings.snowflake_port,
+            "protocol": "http",
+            "database": settings.database,
+            "warehouse": settings.warehouse,
+        }
+        if "role" in login:
+            extra["role"] = login["role"]
+        if "private_key_file" in login:
+            # key pair: the Snowflake provider (and Cosmos) read the key's passphrase from the password field
+            extra["private_key_file"] = login["private_key_file"]
+            password = login.get("private_key_file_pwd", "")
+        else:
+            password = login["password"]
         env["AIRFLOW_CONN_SNOWFLAKE_DEFAULT"] = json.dumps(
-            {
-                "conn_type": "snowflake",
-                "login": creds["SNOWFLAKE_USER"],
-                "password": creds["SNOWFLAKE_PASSWORD"],
-                "extra": {
-                    "account": creds["SNOWFLAKE_ACCOUNT"],
-                    "host": "127.0.0.1",
-                    "port": settings.snowflake_port,
-                    "protocol": "http",
-                    "database": settings.database,
-                    "warehouse": settings.warehouse,
-                },
-            }
+            {"conn_type": "snowflake", "login": login["user"], "password": password, "extra": extra}
         )
         env["AIRFLOW_CONN_AWS_DEFAULT"] = json.dumps(
             {

@@ -1,7 +1,9 @@
 """Pipeline steps as the CLI and the DAG run them: deploy (schemachange), load (CALL the procedure), status.
 
 Targets: the local stack by default; a real Snowflake account when ``SNOWFLAKE_ACCOUNT`` is set to anything but
-``emulator`` (credentials from ``SNOWFLAKE_USER`` and ``SNOWFLAKE_PASSWORD`` or ``SNOWFLAKE_PRIVATE_KEY_PATH``).
+``emulator``. Credentials: ``SNOWFLAKE_USER`` with ``SNOWFLAKE_PASSWORD``, or a key pair with
+``SNOWFLAKE_PRIVATE_KEY_PATH`` (and ``SNOWFLAKE_PRIVATE_KEY_PASSPHRASE`` for an encrypted key), for both targets (the
+local stack defaults to its generated administrator's password).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from typing import Any
 
 from . import contracts
 from .config import LOCAL_ACCOUNT, Settings
-from .stack import LocalStack
+from .stack import LocalStack, StackError
 
 REPO = Path(__file__).resolve().parent.parent
 MIGRATIONS = REPO / "migrations"
@@ -37,6 +39,12 @@ def target_env(settings: Settings | None = None) -> dict[str, str]:
     env.setdefault("SNOWFLAKE_WAREHOUSE", settings.warehouse)
     env.setdefault("NETFLIX_ELT_STAGE_URL", settings.stage_url)
     env.setdefault("SNOWFLAKE_NETWORK_TIMEOUT", "600")
+    if key := env.get("SNOWFLAKE_PRIVATE_KEY_PATH"):
+        # schemachange's names for the key pair (it reads the old ones too, with a deprecation warning)
+        env.setdefault("SNOWFLAKE_PRIVATE_KEY_FILE", key)
+        env.setdefault("SNOWFLAKE_AUTHENTICATOR", "snowflake_jwt")
+        if passphrase := env.get("SNOWFLAKE_PRIVATE_KEY_PASSPHRASE"):
+            env.setdefault("SNOWFLAKE_PRIVATE_KEY_FILE_PWD", passphrase)
     return env
 
 
@@ -61,6 +69,8 @@ def connect(settings: Settings | None = None, **overrides: Any) -> Iterator[Any]
             params["role"] = role
         if key := os.environ.get("SNOWFLAKE_PRIVATE_KEY_PATH"):
             params["private_key_file"] = key
+            if passphrase := os.environ.get("SNOWFLAKE_PRIVATE_KEY_PASSPHRASE"):
+                params["private_key_file_pwd"] = passphrase
         else:
             params["password"] = os.environ.get("SNOWFLAKE_PASSWORD", "")
         params.update(overrides)
@@ -127,10 +137,21 @@ def load(
     settings: Settings | None = None,
 ) -> dict[str, Any]:
     """CALL RAW.LOAD_RAW_FILES and return its summary."""
+    from snowflake.connector.errors import HttpError, OperationalError
+
     sql, params = load_call_sql(files, full_refresh, datasets, dry_run)
     with connect(settings) as conn:
         cur = conn.cursor()
-        cur.execute(sql, params)
+        try:
+            cur.execute(sql, params)
+        except (HttpError, OperationalError) as e:
+            raise StackError(
+                f"the connection to Snowflake was lost during the CALL ({e}). The CALL may have stopped midway (the "
+                "server restarted) or may still be running. Nothing is loaded twice: a file a stopped CALL was "
+                "loading stays LOADING in RAW.LOAD_TRACKING and is taken over by a CALL made 60 minutes after it "
+                "was claimed, which counts the rows that CALL had committed instead of loading them again. Run the "
+                "load again to load the rest."
+            ) from e
         row = cur.fetchone()
     value = row[0]
     return json.loads(value) if isinstance(value, str) else value

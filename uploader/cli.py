@@ -36,10 +36,15 @@ rerun uploads nothing new. Each file goes to
   s3://<bucket>/<prefix><dataset>/<uploaded at>_<sha256[:16]>/<file name>
 and a plain .csv larger than --split-threshold is split at record ends into gzip parts of about
 --part-size bytes, each starting with the header line:
-  .../<file name>.part0001.csv.gz, .part0002.csv.gz, ...
+  .../<file name>.part0001of0012.csv.gz, .part0002of0012.csv.gz, ... (the load waits for all of them)
+
+Runs to one bucket and prefix take turns (a second run waits, then finds the files uploaded). A run that
+was killed is cleaned up by the next one: the objects of its unfinished file are deleted and its multipart
+uploads aborted (state: NETFLIX_ELT_UPLOAD_STATE_DIR, default ~/.local/state/netflix-elt/uploads).
 
 S3: AWS_ENDPOINT_URL (or --endpoint-url) selects an S3-compatible server; without it, AWS with the
-default credential chain. For the local stack: eval "$(netflix-elt env)".
+default credential chain. For the local stack: eval "$(netflix-elt env)". Failed requests are retried with
+backoff (AWS_MAX_ATTEMPTS, default 8; NETFLIX_ELT_S3_TIMEOUT seconds per request, default 60).
 
 Exit codes: 0 done, 1 S3 or upload failure, 2 contract violation or bad arguments."""
 

@@ -9,14 +9,24 @@
    uploaded.
 2. **Identify**: stream each file through sha256 (1 MiB reads), and look up the content index in the bucket,
    ``_netflix_elt_index/{prefix}sha256/{sha256}.json`` (outside the stage's location). Content that is already there is not uploaded again, whatever the
-   file's name now (``ratings.csv`` copied to ``ratings_20240722.csv`` is "already uploaded").
+   file's name now (``ratings.csv`` copied to ``ratings_20240722.csv`` is "already uploaded"). The same read finds
+   what would keep a loader from reading a file whole: a quoted field that never ends, or a .csv.gz file that is
+   corrupt or truncated (it is decompressed on the way). Such files raise a `LandingError`; nothing is uploaded.
 3. **Upload**: each file goes to ``{prefix}{stage_key(dataset, uploaded_at, sha256, name)}`` through boto3's
    managed transfer (multipart, a few threads, bounded memory; a failed multipart upload is aborted). A file larger
    than ``split_threshold`` is cut at record ends (found during the identify pass) into gzip-compressed parts of
    about ``part_size`` bytes, each starting with the header line, compressed a few at a time in threads and
-   uploaded as ``stage_key(..., part=n)``. The index object is written last, after
+   uploaded as ``stage_key(..., part=n, parts=count)``. The index object is written last, after
    every object of the file is in place; if anything fails, the objects already written for that file are deleted
    and no index is written, so the next run uploads the file again.
+
+Uploads to one destination (bucket and prefix) from one machine take turns: a run holds a lock file in the
+uploader's state directory (``NETFLIX_ELT_UPLOAD_STATE_DIR``, default ``~/.local/state/netflix-elt/uploads``) from
+the identify phase to the end, so a second run waits and then finds the first run's files already uploaded. Before
+a file is sent, the keys it will have are written to a journal next to the lock, and cleared once its index is
+written. A run that was killed (power loss, ``kill -9``) leaves its journal behind, and the next run first deletes
+the objects of the unfinished file and aborts its multipart uploads. Multipart uploads under the prefix started
+more than a day ago (by a run on another machine that died) are aborted too.
 
 Every object carries metadata ``sha256`` (full hex), ``source-file`` and ``source-size``; the index object is what
 the uploader relies on, because not every S3-compatible server keeps metadata (rclone's does not across restarts).
@@ -41,14 +51,28 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from boto3.exceptions import S3UploadFailedError
 from boto3.s3.transfer import TransferConfig
 from botocore.exceptions import BotoCoreError, ClientError
 
 from netflix_elt import contracts
 from netflix_elt.contracts import ContractError
 
+from .lock import UploadJournal, abort_orphaned_multipart_uploads, destination_lock
 from .report import ALREADY_UPLOADED, SKIPPED, UPLOADED, WOULD_UPLOAD, FileResult, UploadReport, human_bytes
-from .split import Part, PartPlan, PartPlanner, PartRange, RecordCounter, compress_part, discard, split_csv
+from .split import (
+    GzipInflater,
+    Part,
+    PartPlan,
+    PartPlanner,
+    PartRange,
+    RecordCounter,
+    compress_part,
+    discard,
+    plan_parts,
+    split_csv,
+    unclosed_quote_problem,
+)
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -65,6 +89,9 @@ HASH_CHUNK_SIZE = 1 * MiB
 MAX_HEADER_BYTES = 64 * 1024
 INDEX_ROOT = "_netflix_elt_index/"  # outside the stage's location, so LIST @stage sees only data files
 INDEX_VERSION = 1
+ORPHAN_MULTIPART_AGE = dt.timedelta(days=1)  # multipart uploads under the prefix older than this are aborted
+DEFAULT_MAX_ATTEMPTS = 8  # S3 requests are retried with exponential backoff (botocore "standard" mode)
+DEFAULT_S3_TIMEOUT = 60.0  # seconds to connect, and to wait for each answer, before a request is retried
 
 TEMP_SUFFIXES = (".part", ".partial", ".tmp", ".temp", ".crdownload", ".download", ".swp", "~")
 DATA_SUFFIXES = (".gz", ".zip", ".bz2", ".xz", ".zst", ".tsv", ".parquet")
@@ -136,7 +163,10 @@ def s3_client_from_env(endpoint_url: str | None = None) -> S3Client:
     The endpoint is ``endpoint_url``, else ``AWS_ENDPOINT_URL_S3`` or ``AWS_ENDPOINT_URL``; with none of them set
     the client talks to AWS. Credentials and region come from boto3's default chain (environment variables, shared
     config and credentials files, SSO, container and instance roles). A custom endpoint gets path-style addressing
-    and region us-east-1 unless a region is configured, which is what S3-compatible servers expect.
+    and region us-east-1 unless a region is configured, which is what S3-compatible servers expect. Failed requests
+    (connection refused, timeouts, throttling, 5xx) are retried with exponential backoff and jitter, up to
+    ``AWS_MAX_ATTEMPTS`` attempts (default 8) in ``AWS_RETRY_MODE`` (default ``standard``); a request that gets no
+    answer within ``NETFLIX_ELT_S3_TIMEOUT`` seconds (default 60) counts as failed.
     """
     import boto3
     from botocore.config import Config
@@ -145,7 +175,15 @@ def s3_client_from_env(endpoint_url: str | None = None) -> S3Client:
 
     load_dotenv_file()
     endpoint = endpoint_url or os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL") or None
-    options: dict[str, Any] = {"retries": {"max_attempts": 8, "mode": "standard"}, "max_pool_connections": 16}
+    attempts = int(os.environ.get("AWS_MAX_ATTEMPTS") or DEFAULT_MAX_ATTEMPTS)
+    mode = os.environ.get("AWS_RETRY_MODE") or "standard"
+    timeout = float(os.environ.get("NETFLIX_ELT_S3_TIMEOUT") or DEFAULT_S3_TIMEOUT)
+    options: dict[str, Any] = {
+        "retries": {"max_attempts": attempts, "mode": mode},
+        "max_pool_connections": 16,
+        "connect_timeout": timeout,
+        "read_timeout": timeout,
+    }
     region = None
     if endpoint:
         options["s3"] = {"addressing_style": "path"}
@@ -297,6 +335,7 @@ class _Scanned:
     sha256: str
     rows: int | None
     plan: PartPlan | None  # where the file is cut into parts, if it is to be split
+    problem: str | None = None  # why a loader could not read the file whole (an unclosed quote, a broken gzip)
 
 
 def _scan(
@@ -306,23 +345,31 @@ def _scan(
     on_bytes: ProgressCallback | None = None,
     part_size: int | None = None,
     on_cut: Callable[[bytes, int, PartRange], None] | None = None,
+    gzipped: bool = False,
 ) -> _Scanned:
     """One read of the file: its sha256, its rows (if ``count_rows``) and, with ``part_size``, its parts (each
-    passed to ``on_cut`` as soon as its end is found)."""
+    passed to ``on_cut`` as soon as its end is found). With ``count_rows`` or ``gzipped`` (a .csv.gz file is
+    decompressed on the way), whatever would keep a loader from reading it whole is the result's ``problem``."""
     digest = hashlib.sha256()
-    counter = RecordCounter() if count_rows else None
+    counter = RecordCounter() if count_rows or gzipped else None
+    inflater = GzipInflater(counter.feed if counter is not None else None) if gzipped else None
     planner = PartPlanner(part_size, on_cut) if part_size else None
     with open(path, "rb") as f:
         while chunk := f.read(HASH_CHUNK_SIZE):
             digest.update(chunk)
-            if counter is not None:
+            if inflater is not None:
+                inflater.feed(chunk)
+            elif counter is not None:
                 counter.feed(chunk)
             if planner is not None:
                 planner.feed(chunk)
             if on_bytes is not None:
                 on_bytes(len(chunk))
-    rows = max(counter.total - 1, 0) if counter is not None else None
-    return _Scanned(digest.hexdigest(), rows, planner.finish() if planner is not None else None)
+    rows = max(counter.total - 1, 0) if counter is not None and count_rows else None
+    problem = inflater.finish() if inflater is not None else None
+    if problem is None and counter is not None:
+        problem = unclosed_quote_problem(counter)
+    return _Scanned(digest.hexdigest(), rows, planner.finish() if planner is not None else None, problem)
 
 
 def read_index(client: S3Client, bucket: str, key: str) -> dict[str, Any] | None:
@@ -418,6 +465,8 @@ class _Uploader:
     tmp_dir: Path | None
     compresslevel: int
     progress: _Progress
+    journal: UploadJournal
+    left_behind: list[str] = field(default_factory=list)  # keys of a failed file that could not be deleted
     # per file to split: where to cut it (from the identify pass) and its first parts, compressed meanwhile
     prepared: dict[Path, _Prepared] = field(default_factory=dict)
     _pool: ThreadPoolExecutor | None = None
@@ -465,6 +514,7 @@ class _Uploader:
                 self._upload_parts(lf, sha, result, written)
             else:
                 key = contracts.stage_key(lf.dataset, self.uploaded_at, sha, lf.name)
+                self.journal.begin(index_key(self.prefix, sha), [self.prefix + key])
                 written.append(key)
                 self._put_file(lf.path, key, self._metadata(lf, sha), self.progress, gzipped=lf.matched.gzipped)
                 result.uploaded_bytes = lf.size
@@ -482,8 +532,12 @@ class _Uploader:
             result.keys = list(written)
             self._put_index(lf, sha, result)
         except BaseException:
-            self._delete(written)
+            if self._delete(written):
+                self.journal.clear()
+            else:  # S3 may be down: the journal tells the next run to delete them
+                self.left_behind = list(written)
             raise
+        self.journal.clear()
         result.seconds = round(time.perf_counter() - began, 3)
         return result
 
@@ -513,12 +567,19 @@ class _Uploader:
                 part_path.unlink(missing_ok=True)
 
         prepared = self.prepared.pop(lf.path, None) or _Prepared()
+        plan = prepared.plan or plan_parts(lf.path, self.part_size)
+        count = max(1, len(plan.ranges))  # a file with a header and no rows is one part
+        keys = [
+            contracts.stage_key(lf.dataset, self.uploaded_at, sha, lf.name, part=n, parts=count)
+            for n in range(1, count + 1)
+        ]
+        self.journal.begin(index_key(self.prefix, sha), [self.prefix + k for k in keys])
         parts = split_csv(
             lf.path,
             self.part_size,
             tmp_dir=self.tmp_dir,
             compresslevel=self.compresslevel,
-            plan=prepared.plan,
+            plan=plan,
             started=prepared.started,
         )
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="uploader-part") as pool, contextlib.closing(parts):
@@ -530,7 +591,7 @@ class _Uploader:
                 except BaseException:
                     part.path.unlink(missing_ok=True)
                     raise
-                key = contracts.stage_key(lf.dataset, self.uploaded_at, sha, lf.name, part=part.number)
+                key = keys[part.number - 1]
                 written.append(key)
                 result.parts = part.number
                 result.part_rows.append(part.rows)
@@ -569,12 +630,16 @@ class _Uploader:
             Metadata={"sha256": sha, "source-file": lf.name, "source-size": str(lf.size)},
         )
 
-    def _delete(self, keys: Iterable[str]) -> None:
-        """Best effort: remove the objects of a file whose upload did not complete."""
+    def _delete(self, keys: Iterable[str]) -> bool:
+        """Best effort: remove the objects of a file whose upload did not complete. True if that worked."""
         objects: list[ObjectIdentifierTypeDef] = [{"Key": self.prefix + k} for k in keys]
+        done = True
         for i in range(0, len(objects), 1000):
-            with contextlib.suppress(Exception):
+            try:
                 self.client.delete_objects(Bucket=self.bucket, Delete={"Objects": objects[i : i + 1000], "Quiet": True})
+            except Exception:
+                done = False
+        return done
 
 
 def upload(
@@ -637,9 +702,17 @@ def upload(
         tmp_dir=Path(tmp_dir) if tmp_dir is not None else None,
         compresslevel=compresslevel,
         progress=_Progress(0, "", False),
+        journal=UploadJournal(None, bucket),
     )
     results: dict[str, FileResult] = {}
+    turn = contextlib.ExitStack()
     try:
+        if not dry_run:
+            uploader.journal = turn.enter_context(destination_lock(bucket, prefix))
+            uploader.journal.recover(client, read_index)
+            aborted = abort_orphaned_multipart_uploads(client, bucket, prefix, ORPHAN_MULTIPART_AGE)
+            if aborted:
+                uploader.journal.recovered.append(f"aborted {aborted} multipart upload(s) abandoned over a day ago")
         todo = _identify(checked.files, uploader, results, force=force, show=show, speculate=not dry_run)
         if dry_run:
             for lf, sha, rows in todo:
@@ -652,10 +725,17 @@ def upload(
                         results[lf.name] = uploader.upload_file(lf, sha, rows)
                     except UploadError:
                         raise
-                    except (BotoCoreError, ClientError, OSError) as e:
+                    except (BotoCoreError, ClientError, S3UploadFailedError, OSError) as e:
+                        kept = (
+                            f"The {len(uploader.left_behind)} object(s) already sent for {lf.name} could not be "
+                            "deleted; the next upload deletes them before it starts (a split file is loaded only "
+                            "when every part is staged)"
+                            if uploader.left_behind
+                            else f"Nothing of {lf.name} was kept"
+                        )
                         raise UploadError(
-                            f"{lf.name}: upload failed: {_describe(e, bucket)}\nNothing of {lf.name} was kept; files "
-                            "reported as uploaded before it are complete. Run the upload again to continue."
+                            f"{lf.name}: upload failed: {_describe(e, bucket)}\n{kept}; files reported as uploaded "
+                            "before it are complete. Run the upload again to continue."
                         ) from e
             finally:
                 uploader.progress.close()
@@ -665,7 +745,9 @@ def upload(
         e.report = report
         raise
     finally:
+        turn.close()
         uploader.close()
+        report.recovered = list(uploader.journal.recovered)
         _link_duplicates(results)
         report.files = [results[lf.name] for lf in checked.files if lf.name in results] + checked.skipped
         report.seconds = round(time.perf_counter() - began, 3)
@@ -694,9 +776,13 @@ def _identify(
     show: bool,
     speculate: bool = True,
 ) -> list[tuple[LandingFile, str, int | None]]:
-    """Hash every file and look up the index; report content already staged, return the rest in upload order."""
+    """Hash every file and look up the index; report content already staged, return the rest in upload order.
+
+    Raises `LandingError` (before anything is uploaded) listing the files a loader could not read whole: a quoted
+    field that never ends, a .csv.gz file that is corrupt or truncated."""
     todo: list[tuple[LandingFile, str, int | None]] = []
     seen: dict[str, LandingFile] = {}
+    problems: list[str] = []
     bar = _Progress(sum(lf.size for lf in files), "checking", show)
     try:
         for lf in files:
@@ -708,8 +794,13 @@ def _identify(
                 on_bytes=bar,
                 part_size=uploader.part_size if prepared is not None else None,
                 on_cut=uploader.compress_ahead(lf, prepared) if prepared is not None and speculate else None,
+                gzipped=lf.matched.gzipped,
             )
             sha, rows = scanned.sha256, scanned.rows
+            if scanned.problem is not None:
+                uploader.drop(lf.path)
+                problems.append(f"{lf.name}: {scanned.problem}")
+                continue
             if sha in seen:
                 uploader.drop(lf.path)
                 first = seen[sha]
@@ -745,6 +836,8 @@ def _identify(
             )
     finally:
         bar.close()
+    if problems:
+        raise LandingError(problems)
     return todo
 
 
@@ -758,17 +851,28 @@ def _planned(lf: LandingFile, sha: str, rows: int | None, uploader: _Uploader) -
     return result
 
 
+def _attempts() -> int:
+    return int(os.environ.get("AWS_MAX_ATTEMPTS") or DEFAULT_MAX_ATTEMPTS)
+
+
 def _describe(e: BaseException, bucket: str) -> str:
     """A short explanation of an S3 error, with what to check."""
-    from botocore.exceptions import EndpointConnectionError, NoCredentialsError
+    from botocore.exceptions import ConnectTimeoutError, EndpointConnectionError, NoCredentialsError, ReadTimeoutError
 
+    if isinstance(e, S3UploadFailedError) and isinstance(e.__cause__, (BotoCoreError, ClientError)):
+        return _describe(e.__cause__, bucket)
     if isinstance(e, NoCredentialsError):
         return (
             "no AWS credentials found. Set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or AWS_PROFILE (for the local "
             "stack: eval $(netflix-elt env))."
         )
-    if isinstance(e, EndpointConnectionError):
-        return f"{e}. Is the S3 server running (netflix-elt up) and AWS_ENDPOINT_URL right?"
+    if isinstance(e, (EndpointConnectionError, ConnectTimeoutError, ReadTimeoutError)):
+        what = "did not answer in time" if isinstance(e, ReadTimeoutError) else "could not be reached"
+        return (
+            f"{e}\nThe S3 server {what} (each request was tried {_attempts()} times, with backoff). Is it running "
+            "(for the local stack: netflix-elt up) and is AWS_ENDPOINT_URL right? Slow networks: raise "
+            "NETFLIX_ELT_S3_TIMEOUT (seconds per request) or AWS_MAX_ATTEMPTS."
+        )
     if isinstance(e, ClientError):
         code = _error_code(e)
         if code == "NoSuchBucket":

@@ -64,6 +64,7 @@ class UploadReport:
     dry_run: bool = False
     files: list[FileResult] = field(default_factory=list)
     seconds: float = 0.0
+    recovered: list[str] = field(default_factory=list)  # what was cleaned up after an interrupted earlier run
 
     def by_status(self, status: Status) -> list[FileResult]:
         return [f for f in self.files if f.status == status]
@@ -120,11 +121,13 @@ class UploadReport:
             "uploaded_keys": self.uploaded_keys,
             "staged_keys": self.staged_keys,
             "totals": self.totals,
+            "recovered": self.recovered,
         }
 
     def summary(self) -> str:
         """A plain-text table: one line per landing entry, the keys written or found, and totals."""
-        lines = [f"{'file':<30} {'status':<17} {'size':>10} {'rows':>12} {'parts':>5} {'seconds':>8}"]
+        lines = [f"recovered: {note}" for note in self.recovered]
+        lines.append(f"{'file':<30} {'status':<17} {'size':>10} {'rows':>12} {'parts':>5} {'seconds':>8}")
         for f in self.files:
             rows = "" if f.rows is None else f"{f.rows:,}"
             parts = str(f.parts) if f.parts else ""

@@ -6,7 +6,8 @@ the start of the file says whether a position is inside a quoted field: an escap
 That is how MovieLens files and the generator quote titles and tags, and it lets both classes here work on whole
 chunks with ``bytes.count``/``bytes.split`` (C speed) instead of looking at every byte in Python.
 
-- `RecordCounter` counts the records of a stream fed in chunks.
+- `RecordCounter` counts the records of a stream fed in chunks (and knows whether it ends inside a quoted field).
+- `GzipInflater` decompresses a gzip stream fed in chunks and says whether it is corrupt or truncated.
 - `PartPlanner` (and `plan_parts`, for a whole file) finds where a file is cut into parts of about ``part_size``
   uncompressed bytes, only at record ends, from chunks fed in order.
 - `split_csv` compresses the planned parts into temporary gzip files (the header line repeated at the top of each),
@@ -25,7 +26,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from isal import igzip
+from isal import igzip, isal_zlib
 
 CHUNK_SIZE = 1 << 20  # bytes read at a time
 QUOTE = b'"'
@@ -63,6 +64,62 @@ class RecordCounter:
     def total(self) -> int:
         """Records seen, counting a final record without a trailing newline."""
         return self.records + (1 if self.unterminated else 0)
+
+
+def unclosed_quote_problem(counter: RecordCounter) -> str | None:
+    """What to tell the user about a stream that ended inside a quoted field, or None if it did not.
+
+    With every quote of the stream counted, an odd count means a quoted field that never ends: a loader would read
+    every line after its opening quote as part of that one field. It opens in the record after the last complete
+    one: record ``records + 1`` counting the header, so data row ``records``."""
+    if not counter.in_quotes:
+        return None
+    row = max(counter.records, 1)
+    return (
+        f'a quoted field never ends: data row {row} opens a " that is not closed, so every line after it would be '
+        'read as part of that field. Close the quote (inside a quoted field, write a " as "") and run the upload '
+        "again."
+    )
+
+
+class GzipInflater:
+    """Decompresses a gzip stream (every member of it) fed chunk by chunk, passing the data to ``on_data``, and finds
+    what would stop a loader from reading it: corrupt compressed data, or a stream cut short (a truncated file)."""
+
+    OUT_CHUNK = 8 << 20  # most decompressed bytes held at once, whatever the compression ratio
+
+    def __init__(self, on_data: Callable[[bytes], None] | None = None) -> None:
+        self._inflate = isal_zlib.decompressobj(31)  # wbits 16 + 15: a gzip member
+        self._on_data = on_data
+        self._fed = 0
+        self.problem: str | None = None
+
+    def feed(self, chunk: bytes) -> None:
+        self._fed += len(chunk)
+        while chunk and self.problem is None:
+            if self._inflate.eof:  # another member follows (anything else after the last one is an error)
+                self._inflate = isal_zlib.decompressobj(31)
+            try:
+                data = self._inflate.decompress(chunk, self.OUT_CHUNK)
+            except isal_zlib.error as e:  # type: ignore[misc]  # IsalError is an Exception
+                self.problem = (
+                    f"not a readable gzip file: its compressed data is corrupt ({e}). Compress the CSV file again "
+                    "with gzip, and run the upload again."
+                )
+                return
+            if data and self._on_data is not None:
+                self._on_data(data)
+            chunk = self._inflate.unused_data if self._inflate.eof else self._inflate.unconsumed_tail
+
+    def finish(self) -> str | None:
+        """The problem found, if any (also a stream that ends before its last member does)."""
+        if self.problem is None and not self._inflate.eof:
+            self.problem = (
+                f"not a complete gzip file: it ends after {self._fed:,} bytes, in the middle of its compressed data "
+                "(cut short by an interrupted copy or download, or still being written). Copy or compress it again, "
+                "and run the upload again."
+            )
+        return self.problem
 
 
 def find_record_end(chunk: bytes, start: int, in_quotes: bool) -> int:

@@ -12,7 +12,17 @@ a laptop. On top of fakesnow it adds:
   ``METADATA$FILE_ROW_NUMBER``), every ``ON_ERROR`` mode, ``VALIDATION_MODE`` and ``VALIDATE()`` returning the
   rejected records (:mod:`.copy`);
 - ``ALTER SESSION SET/UNSET QUERY_TAG`` and ``SYSTEM$CANCEL_ALL_QUERIES`` (:mod:`.cursor`);
-- state that survives a restart: databases, stages, file formats, procedures and load history (:mod:`.server`).
+- authentication (:mod:`.auth`): users (``CREATE/ALTER/DROP/DESC USER``, ``GRANT ROLE ... TO USER``) with salted
+  scrypt password hashes and RSA public keys; logins checked as Snowflake checks them (wrong password or unknown
+  user: ``390100``; key-pair JWT not matching the user's ``RSA_PUBLIC_KEY``/``RSA_PUBLIC_KEY_2``: ``390144``; role
+  not granted: ``390189``). The bootstrap administrator (role ACCOUNTADMIN) comes from the environment,
+  ``SNOWFLAKE_EMULATOR_USER`` and ``SNOWFLAKE_EMULATOR_PASSWORD``; without that password every login is accepted
+  (ad-hoc use; a warning says so at start-up). Passwords never reach the log;
+- least privilege (:mod:`.access`): roles, role hierarchy, grants (including FUTURE grants) and ownership, enforced
+  before each statement of a session whose role is not an administrator's; ``USE ROLE`` and ``CURRENT_ROLE()``;
+  procedures run with their owner's role (``EXECUTE AS OWNER``);
+- state that survives a restart: databases, stages, file formats, procedures, users, roles, grants and load
+  history (:mod:`.server`).
 
 Start it with ``python -m snowflake.emulator --help``.
 """

@@ -624,8 +624,8 @@ class CopyRunner:
         created: list[str] = []
         values = self._value_sql(plan, f)
         # Fast path: numeric fields parsed by the CSV reader into their type (no text copy of the file, no casts).
-        # A file with any value that doesn't parse, or a NULL for a NOT NULL column, is read again as text, which
-        # is what gives every rejected row its Snowflake error message and record.
+        # A file with any value that doesn't parse, a record of the wrong shape, or a NULL for a NOT NULL column,
+        # is read again as text, which is what gives every rejected row its Snowflake error message and record.
         typed_fields = self._typed_fields(plan, values) if try_typed else {}
         try:
             try:
@@ -638,12 +638,19 @@ class CopyRunner:
             except duckdb.Error as e:
                 raise FileReadError(_file_error_message(f, e)) from e
 
-            if (
-                typed_fields
-                and first(self.duck.execute(f"SELECT count(*) FROM {rejects} WHERE error_type = 'CAST'"))[0]
-            ):
-                return self._again_as_text(plan, f, job_id, created)
             structural = first(self.duck.execute(f"SELECT count(*) FROM {rejects}"))[0]
+            if typed_fields and structural:
+                # a value that doesn't parse, or a record of the wrong shape: every rejected row's record and
+                # message come from the text read
+                return self._again_as_text(plan, f, job_id, created)
+            if structural:
+                # DuckDB rejects a record that lacks several fields once per missing field; Snowflake rejects
+                # the record once, saying how many fields it has (the first missing one's count)
+                self.duck.execute(
+                    f"DELETE FROM {rejects} WHERE rowid NOT IN (SELECT arg_min(rowid, coalesce(column_idx, 0)) "
+                    f"FROM {rejects} GROUP BY line)"
+                )
+                structural = first(self.duck.execute(f"SELECT count(*) FROM {rejects}"))[0]
             if structural:
                 self.duck.execute(
                     f"CREATE TEMP TABLE {gaps} AS SELECT max(g) AS g, max(i) AS i FROM ("

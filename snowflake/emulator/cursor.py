@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import re
 import threading
@@ -19,9 +20,11 @@ from fakesnow.cursor import FakeSnowflakeCursor
 from fakesnow.dialect import parse_one
 from sqlglot import exp
 
-from . import access, procedures, stages
+from . import access, auth, procedures, stages
 from . import copy as copy_mod
 from .stages import StageStorage
+
+log = logging.getLogger("snowflake.emulator")
 
 
 @dataclass
@@ -31,8 +34,7 @@ class EmulatorContext:
     storage: StageStorage
     host: str = "127.0.0.1"
     port: int = 0
-    user: str = "emulator"
-    password: str = "emulator"  # noqa: S105 - the local emulator accepts any credentials
+    authenticator: auth.Authenticator = field(default_factory=auth.Authenticator)
     call_depth: threading.local = field(default_factory=threading.local)
 
 
@@ -49,13 +51,58 @@ _QUALIFIED_TEMP_TABLE = re.compile(
     re.IGNORECASE,
 )
 
-_TRAILING = re.compile(r"(?:\s|;|--[^\n]*$|/\*(?:(?!\*/).)*\*/)*\Z", re.DOTALL)
+_TRAILING = re.compile(r"(?:\s|;|/\*(?:(?!\*/).)*\*/)*\Z", re.DOTALL)
+
+_SESSION_FUNCTIONS = re.compile(r"\bCURRENT_(ROLE|USER)\s*\(\s*\)", re.IGNORECASE)
+_PROCEDURE_DDL = re.compile(
+    r"(CREATE\s+(OR\s+REPLACE\s+)?(SECURE\s+)?(TEMP(ORARY)?\s+)?PROCEDURE|DROP\s+PROCEDURE|CALL|USE\s+ROLE)\b"
+)
+ADMIN = auth.Principal(user="", role="ACCOUNTADMIN", any_role=True)
+
+
+def session_principal(conn: Any) -> auth.Principal:
+    """Who the session is (set at login); a connection made in-process, without a login, is an administrator."""
+    principal = getattr(conn, "principal", None)
+    return principal if isinstance(principal, auth.Principal) else ADMIN
 
 
 def strip_comments(sql: str) -> str:
     """The statement without leading and trailing comments (dbt adds its query comment at either end)."""
     sql = _COMMENTS.sub("", sql, count=1)
+    if "--" in sql[sql.rfind("\n") + 1 :]:
+        sql = sql[: _final_line_comment(sql)]
     return _TRAILING.sub("", sql, count=1)
+
+
+def _final_line_comment(sql: str) -> int:
+    """Where a ``--`` comment that runs to the end of the statement starts, or ``len(sql)``: a ``--`` inside a string
+    (``FILES => ['x''); DROP TABLE t; --']``), a quoted identifier or a ``$$`` body is not a comment."""
+    i, n = 0, len(sql)
+    while i < n:
+        if sql.startswith("$$", i):
+            end = sql.find("$$", i + 2)
+            i = n if end < 0 else end + 2
+        elif sql[i] in "'\"":
+            quote, i = sql[i], i + 1
+            while i < n:
+                if (quote == "'" and sql[i] == "\\") or sql.startswith(quote * 2, i):
+                    i += 2  # an escaped character, or a doubled quote
+                elif sql[i] == quote:
+                    break
+                else:
+                    i += 1
+            i += 1
+        elif sql.startswith("/*", i):
+            end = sql.find("*/", i + 2)
+            i = n if end < 0 else end + 2
+        elif sql.startswith("--", i):
+            end = sql.find("\n", i)
+            if end < 0:
+                return i
+            i = end + 1
+        else:
+            i += 1
+    return n
 
 
 def _qualify_merge_insert_values(sql: str) -> str | None:
@@ -98,11 +145,86 @@ class EmulatorCursor(FakeSnowflakeCursor):
         **kwargs: Any,
     ) -> FakeSnowflakeCursor:
         sql = strip_comments(command)
+        principal = session_principal(self._conn)
+        change = None
+        try:
+            if re.match(r"USE\s+ROLE\s", sql[:16].upper()):
+                return self._use_role(sql, principal)
+            change = self._authorize(sql, principal)
+            if _SESSION_FUNCTIONS.search(sql) and "$$" not in sql and not _PROCEDURE_DDL.match(sql[:64].upper()):
+                command = sql = self._with_session_functions(sql, principal)
+        except snowflake.connector.errors.Error:
+            raise
+        except Exception as e:
+            log.exception("emulator error in %s", sql[:200])
+            raise procedures.sql_error(f"Emulator error: {type(e).__name__}: {e}", 100000, "XX000") from e
+        result = self._run(command, sql, params, *args, **kwargs)
+        if change is not None:
+            access.apply_change(self._duck_conn, change, principal.role)
+        return result
+
+    def _authorize(self, sql: str, principal: auth.Principal) -> access.Change | None:
+        """Check the statement against the session role's privileges (administrators: not checked); returns the
+        object it creates, drops or renames, whose owner is recorded once it ran."""
+        head = sql[:64].upper()
+        if access.STATEMENT_RX.match(sql) or _PROCEDURE_DDL.match(head):
+            return None  # checked where they run
+        ddl = re.match(r"(CREATE|DROP|ALTER)\s", head)
+        if principal.role in auth.ADMIN_ROLES and not ddl:
+            return None
+        with access.Privileges(self._duck_conn, principal.role) as privileges:
+            if privileges.admin and not ddl:
+                return None
+            try:
+                expression = parse_one(sql)
+            except Exception:
+                expression = None  # fakesnow reports the syntax error
+            return access.Enforcer(privileges, *self._db_schema()).check(sql, expression)
+
+    def _use_role(self, sql: str, principal: auth.Principal) -> EmulatorCursor:
+        m = re.match(
+            r"USE\s+ROLE\s+(?:IDENTIFIER\s*\(\s*'(?P<text>[^']+)'\s*\)|(?P<name>\"[^\"]+\"|[\w$]+))\s*$",
+            sql,
+            re.IGNORECASE,
+        )
+        if not m:
+            raise procedures.sql_error("SQL compilation error:\nsyntax error in USE ROLE", 1003)
+        role = access.norm(m.group("text") or m.group("name"))
+        with access.fresh(self._duck_conn) as conn:
+            allowed = access.role_exists(conn, role) and (
+                principal.any_role or role in access.user_roles(conn, principal.user)
+            )
+        if not allowed:
+            raise procedures.sql_error(
+                f"SQL compilation error:\nRole '{role}' does not exist or not authorized.", 2003, "02000"
+            )
+        self._conn.principal = dataclasses.replace(principal, role=role)  # type: ignore[attr-defined]
+        return self._status("Statement executed successfully.")
+
+    @staticmethod
+    def _with_session_functions(sql: str, principal: auth.Principal) -> str:
+        """CURRENT_ROLE() and CURRENT_USER() as the session's values (DuckDB has no such thing)."""
+
+        def swap(node: exp.Expression) -> exp.Expression:
+            if isinstance(node, exp.CurrentRole):
+                return exp.Literal.string(principal.role)
+            if isinstance(node, exp.CurrentUser) and principal.user:
+                return exp.Literal.string(principal.user)
+            return node
+
+        expression = parse_one(sql)
+        if isinstance(expression, exp.Command):
+            return sql  # not understood: left as it is
+        return str(expression.transform(swap).sql(dialect="snowflake"))
+
+    def _run(self, command: str, sql: str, params: Any, *args: Any, **kwargs: Any) -> FakeSnowflakeCursor:
         head = sql[:64].upper()
         bound = kwargs.get("binding_params") or params
+        principal = session_principal(self._conn)
         try:
             if access.STATEMENT_RX.match(sql):
-                columns, rows = access.AccessCatalog(self._duck_conn, *self._db_schema()).execute(sql)
+                catalog = access.AccessCatalog(self._duck_conn, *self._db_schema(), principal)
+                columns, rows = catalog.execute(sql)
                 return self._rows(columns, rows)
             if re.match(r"CREATE\s+(OR\s+REPLACE\s+)?(TRANSIENT\s+)?SCHEMA\b", head) and re.search(
                 r"\bWITH\s+MANAGED\s+ACCESS\b", sql, re.IGNORECASE
@@ -115,7 +237,7 @@ class EmulatorCursor(FakeSnowflakeCursor):
             if re.match(r"CREATE\s+(OR\s+REPLACE\s+)?(SECURE\s+)?(TEMP(ORARY)?\s+)?PROCEDURE\b", head):
                 return self._create_procedure(sql)
             if re.match(r"DROP\s+PROCEDURE\b", head):
-                return self._status(procedures.ProcedureCatalog(self._duck_conn).drop(sql, *self._db_schema()))
+                return self._drop_procedure(sql)
             if re.match(r"CALL\s", head):
                 return self._call(sql, bound)
             if re.match(r"(LIST|LS)\s+'?@", head) and self._is_external_list(sql):
@@ -149,7 +271,7 @@ class EmulatorCursor(FakeSnowflakeCursor):
         except snowflake.connector.errors.Error:
             raise
         except Exception as e:
-            logging.getLogger("snowflake.emulator").exception("emulator error in %s", sql[:200])
+            log.exception("emulator error in %s", sql[:200])
             # never answer HTTP 500 (the connector would retry for minutes): report it as a SQL error
             raise procedures.sql_error(f"Emulator error: {type(e).__name__}: {e}", 100000, "XX000") from e
         return super().execute(command, params, *args, **kwargs)
@@ -185,7 +307,32 @@ class EmulatorCursor(FakeSnowflakeCursor):
         database, schema = self._db_schema()
         proc, replace, if_not_exists = procedures.parse_create(sql, database, schema)
         catalog = procedures.ProcedureCatalog(self._duck_conn)
+        principal = session_principal(self._conn)
+        proc.owner = principal.role
+        owner = catalog.owner_of(f"{proc.database}.{proc.schema}.{proc.name}({proc.signature})")
+        with access.Privileges(self._duck_conn, principal.role) as privileges:
+            enforcer = access.Enforcer(privileges, database, schema)
+            enforcer.create_in("PROCEDURE", proc.database, proc.schema)
+            if enforcer.enforce and owner is not None and replace and owner not in privileges.roles:
+                raise access.insufficient("procedure", proc.name)
         return self._status(catalog.create(proc, replace, if_not_exists))
+
+    def _drop_procedure(self, sql: str) -> EmulatorCursor:
+        database, schema = self._db_schema()
+        catalog = procedures.ProcedureCatalog(self._duck_conn)
+        principal = session_principal(self._conn)
+        m = procedures.DROP_RX.match(sql)
+        if m and principal.role not in auth.ADMIN_ROLES:
+            db, sch, name = procedures.name_parts(m.group("name"), database, schema)
+            owner = catalog.owner_of(f"{db}.{sch}.{name}({m.group('args')})")
+            with access.Privileges(self._duck_conn, principal.role) as privileges:
+                if not privileges.admin and owner is not None and owner not in privileges.roles:
+                    # a role that may call it sees it but may not drop it; to any other it does not exist
+                    access.Enforcer(privileges, database, schema).procedure(
+                        db, sch, name, procedures.signature_of(m.group("args")), owner
+                    )
+                    raise access.insufficient("procedure", name)
+        return self._status(catalog.drop(sql, database, schema))
 
     def _call(self, sql: str, bound: Any) -> EmulatorCursor:
         database, schema = self._db_schema()
@@ -193,6 +340,10 @@ class EmulatorCursor(FakeSnowflakeCursor):
         db, sch, pname = procedures.name_parts(name, database, schema)
         named = any(n is not None for n, _ in raw_args)
         proc = procedures.ProcedureCatalog(self._duck_conn).lookup(db, sch, pname, len(raw_args), named)
+        principal = session_principal(self._conn)
+        if principal.role not in auth.ADMIN_ROLES:
+            with access.Privileges(self._duck_conn, principal.role) as privileges:
+                access.Enforcer(privileges, database, schema).procedure(db, sch, pname, proc.signature, proc.owner)
 
         # evaluate the argument expressions (and defaults) as SQL, with the caller's bindings
         by_position: list[str] = []
@@ -216,7 +367,8 @@ class EmulatorCursor(FakeSnowflakeCursor):
             assert row is not None
             values = [procedures.coerce(v, a.type) for v, a in zip(row, proc.arguments, strict=True)]  # type: ignore[arg-type]
 
-        session = self._snowpark_session(db, sch)
+        # owner's rights (the default): the handler runs with the role that owns the procedure
+        session = self._snowpark_session(db, sch, proc.owner if proc.execute_as == "OWNER" else principal.role)
         try:
             result = procedures.run_handler(proc, session, values)
         finally:
@@ -224,15 +376,16 @@ class EmulatorCursor(FakeSnowflakeCursor):
         sql_text, params = procedures.result_sql(proc, result)
         return self._select(sql_text, params)
 
-    def _snowpark_session(self, database: str, schema: str) -> Any:
+    def _snowpark_session(self, database: str, schema: str, role: str) -> Any:
         from snowflake.snowpark import Session
 
         ctx = context()
         return Session.builder.configs(
             {
                 "account": "emulator",
-                "user": ctx.user,
-                "password": ctx.password,
+                "user": auth.INTERNAL_USER,
+                "password": ctx.authenticator.internal_token,
+                "role": f'"{role}"',
                 "host": ctx.host,
                 "port": ctx.port,
                 "protocol": "http",
@@ -395,10 +548,24 @@ def _insert_table_comment_sql(catalog: str, schema: str, table: str, comment: st
     return _fakesnow_insert_table_comment_sql(catalog, schema, table, comment)
 
 
+def _server_parse_one(sql: str) -> Any:
+    """fakesnow's server parses each statement before running it (for its statement type); statements only the
+    emulator knows, such as ``DESC USER``, are commands there."""
+    try:
+        return parse_one(sql)
+    except snowflake.connector.errors.ProgrammingError:
+        if re.match(r"\s*DESC(RIBE)?\s+USER\s", sql, re.IGNORECASE):
+            return exp.Command(this="DESCRIBE", expression=exp.Literal.string(sql))
+        raise
+
+
 def install() -> None:
     """Make every fakesnow connection in this process use the emulator's cursor."""
+    import fakesnow.server as fs_server
+
     FakeSnowflakeConnection.cursor = _cursor  # type: ignore[method-assign,assignment]
     fakesnow_info_schema.insert_table_comment_sql = _insert_table_comment_sql  # type: ignore[assignment]
+    fs_server.parse_one = _server_parse_one  # type: ignore[assignment]
 
 
 def error(msg: str) -> snowflake.connector.errors.ProgrammingError:

@@ -5,6 +5,9 @@ arguments as SQL, opens a Snowpark session connected back to the emulator (same 
 caller, as an owner's-rights procedure would see them), runs ``handler(session, *args)`` and returns its value as
 a one-column result named after the procedure, typed by the ``RETURNS`` clause.
 
+The role that creates a procedure owns it. The Snowpark session runs with the owner's role (``EXECUTE AS OWNER``,
+the default) or the caller's (``EXECUTE AS CALLER``); it logs in as an internal user with a per-process token.
+
 The handler runs under the same rules as Snowflake's Python sandbox: it may import the standard library,
 ``snowflake.snowpark`` and the packages named in ``PACKAGES``/``IMPORTS``, and nothing else.
 """
@@ -73,6 +76,8 @@ class Procedure:
     body: str
     packages: list[str]
     language: str = "PYTHON"
+    owner: str = "ACCOUNTADMIN"  # the role that created it (definitions from before owners were kept: an administrator)
+    execute_as: str = "OWNER"
 
     @property
     def signature(self) -> str:
@@ -100,7 +105,7 @@ def base_type(t: str) -> str:
 
 
 def split_top_level(text: str, sep: str = ",") -> list[str]:
-    """Split on ``sep`` outside quotes, $$ blocks and parentheses."""
+    """Split on ``sep`` outside quotes, $$ blocks, parentheses and brackets."""
     parts, depth, buf, i, quote = [], 0, [], 0, ""
     while i < len(text):
         ch = text[i]
@@ -124,9 +129,9 @@ def split_top_level(text: str, sep: str = ",") -> list[str]:
             continue
         if ch in "'\"":
             quote = ch
-        elif ch == "(":
+        elif ch in "([{":  # also array and object constants: FILES => ['a', 'b']
             depth += 1
-        elif ch == ")":
+        elif ch in ")]}":
             depth -= 1
         elif ch == sep and depth == 0:
             parts.append("".join(buf).strip())
@@ -138,6 +143,11 @@ def split_top_level(text: str, sep: str = ",") -> list[str]:
     if "".join(buf).strip():
         parts.append("".join(buf).strip())
     return parts
+
+
+def signature_of(types: str) -> str:
+    """``ARRAY, boolean`` -> ``ARRAY,BOOLEAN``: argument types as procedures are keyed (and granted) by."""
+    return ",".join(base_type(t) for t in split_top_level(types) if t.strip())
 
 
 def _matching_paren(text: str, start: int) -> int:
@@ -204,6 +214,7 @@ def parse_create(sql: str, database: str | None, schema: str | None) -> tuple[Pr
     lang_m = re.search(r"\bLANGUAGE\s+(\w+)", head, re.IGNORECASE)
     handler_m = re.search(r"\bHANDLER\s*=\s*'([^']+)'", head, re.IGNORECASE)
     packages_m = re.search(r"\bPACKAGES\s*=\s*\(([^)]*)\)", head, re.IGNORECASE)
+    execute_as_m = re.search(r"\bEXECUTE\s+AS\s+(OWNER|CALLER|RESTRICTED\s+CALLER)\b", head, re.IGNORECASE)
     if not returns_m:
         raise sql_error("SQL compilation error:\nCREATE PROCEDURE needs RETURNS <type>", 1003)
     language = (lang_m.group(1) if lang_m else "SQL").upper()
@@ -226,6 +237,7 @@ def parse_create(sql: str, database: str | None, schema: str | None) -> tuple[Pr
         handler=handler_m.group(1),
         body=body,
         packages=packages,
+        execute_as="CALLER" if execute_as_m and "CALLER" in execute_as_m.group(1).upper() else "OWNER",
     )
     return proc, bool(m.group("replace")), bool(m.group("exists"))
 
@@ -272,7 +284,7 @@ class ProcedureCatalog:
         if not m:
             raise sql_error("SQL compilation error:\nsyntax error in DROP PROCEDURE", 1003)
         db, sch, name = name_parts(m.group("name"), database, schema)
-        signature = ",".join(base_type(t) for t in split_top_level(m.group("args")))
+        signature = signature_of(m.group("args"))
         deleted = first(
             self.duck.execute(
                 f"DELETE FROM {TABLE} WHERE database_name = ? AND schema_name = ? AND name = ? AND signature = ?",
@@ -301,6 +313,24 @@ class ProcedureCatalog:
             raise sql_error(f"SQL compilation error:\nUnknown user-defined function {db}.{sch}.{name}.", 2141, "42601")
         candidates.sort(key=lambda p: len(p.arguments))
         return candidates[0]
+
+    def owner_of(self, name: str) -> str | None:
+        """The owner role of ``DB.SCHEMA.NAME(TYPE, ...)``, or None if there is no such procedure."""
+        m = re.match(r"^(?P<name>[^(]+)\((?P<args>.*)\)$", name.strip())
+        if not m:
+            return None
+        parts = m.group("name").split(".")
+        if len(parts) != 3:
+            return None
+        signature = signature_of(m.group("args"))
+        row = first(
+            self.duck.execute(
+                f"SELECT definition FROM {TABLE} WHERE database_name = ? AND schema_name = ? AND name = ? "
+                "AND signature = ?",
+                [*parts, signature],
+            )
+        )
+        return str(json.loads(row[0]).get("owner", "ACCOUNTADMIN")) if row else None
 
     def list(self) -> list[Procedure]:
         out = []

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import secrets
 import signal
 import sys
 import threading
@@ -18,7 +19,7 @@ from fakesnow.instance import GLOBAL_DATABASE_NAME, FakeSnow
 from fakesnow.transforms import show
 from fakesnow.transforms import stage as fs_stage
 
-from . import access, cursor, procedures
+from . import access, auth, cursor, procedures
 from .stages import S3Settings, StageStorage
 
 log = logging.getLogger("snowflake.emulator")
@@ -59,8 +60,10 @@ def build(
     port: int,
     state_dir: Path | None = None,
     s3: S3Settings | None = None,
+    authenticator: auth.Authenticator | None = None,
 ) -> Any:
-    """Configure this process as the emulator and return the ASGI app."""
+    """Configure this process as the emulator and return the ASGI app. ``authenticator``: the bootstrap
+    administrator; without a password, every login is accepted."""
     if state_dir is not None:
         state_dir.mkdir(parents=True, exist_ok=True)
         internal = state_dir / "internal_stages"
@@ -70,21 +73,102 @@ def build(
     fs_server.shared_fs = instance
     storage = StageStorage(s3 or S3Settings())
     storage.register_filesystem(instance.duck_conn)
-    cursor.CONTEXT = cursor.EmulatorContext(storage=storage, host=host, port=port)
+    authenticator = authenticator or auth.Authenticator()
+    auth.install_redaction(authenticator.secrets())
+    if authenticator.bootstrap_password:
+        access.bootstrap_admin(
+            instance.duck_conn, authenticator.bootstrap_user or "ADMIN", authenticator.bootstrap_password
+        )
+    else:
+        log.warning(
+            "no bootstrap administrator (SNOWFLAKE_EMULATOR_PASSWORD is not set): every login is accepted, whatever "
+            "the user and password; grants are still enforced for sessions using a role that is not an administrator's"
+        )
+    cursor.CONTEXT = cursor.EmulatorContext(storage=storage, host=host, port=port, authenticator=authenticator)
     cursor.install()
     return _app()
 
 
+def authenticate(duck: Any, authenticator: auth.Authenticator, data: dict[str, Any], role_name: str | None) -> Any:
+    """Who logs in, or :class:`auth.LoginError` with Snowflake's answer (see :mod:`.auth`)."""
+    login = str(data.get("LOGIN_NAME") or "").strip()
+    method = str(data.get("AUTHENTICATOR") or "SNOWFLAKE").upper()
+    requested = auth.normalise_name(role_name) if role_name else None
+    if login.upper() == auth.INTERNAL_USER:
+        password = str(data.get("PASSWORD") or "")
+        if method == "SNOWFLAKE" and secrets.compare_digest(password, authenticator.internal_token):
+            return auth.Principal(auth.INTERNAL_USER, requested or "PUBLIC")
+        raise auth.LoginError(*auth.BAD_CREDENTIALS)
+    with access.fresh(duck) as conn:
+        user = access.find_user(conn, login) if login else None
+        if authenticator.open and user is None:
+            return auth.Principal(auth.normalise_name(login) if login else "", requested or "ACCOUNTADMIN", True)
+        if not authenticator.open:
+            if method == "SNOWFLAKE_JWT":
+                account = str(data.get("ACCOUNT_NAME") or "").partition(".")[0].upper()
+                if user is None or not auth.verify_jwt(str(data.get("TOKEN") or ""), account, login, user.keys):
+                    raise auth.LoginError(*auth.BAD_JWT)
+            elif method == "SNOWFLAKE":
+                password = str(data.get("PASSWORD") or "")
+                stored = user.password_hash if user else _DUMMY_HASH  # same work for an unknown user
+                if not auth.verify_password(password, stored) or user is None:
+                    raise auth.LoginError(*auth.BAD_CREDENTIALS)
+            else:
+                raise auth.LoginError(*auth.BAD_CREDENTIALS)
+        assert user is not None
+        if user.disabled:
+            raise auth.LoginError(*auth.USER_DISABLED)
+        available = access.user_roles(conn, user.name)
+        if requested:
+            if not access.role_exists(conn, requested):
+                raise auth.role_not_granted(requested)
+            if requested not in available:
+                raise auth.role_not_granted(requested)
+            role = requested
+        else:
+            role = user.default_role if user.default_role in available else "PUBLIC"
+    return auth.Principal(user.name, role)
+
+
+_DUMMY_HASH = auth.hash_password(secrets.token_urlsafe(16))
+
+
 async def _login(request: Any) -> Any:
-    """fakesnow's login, plus the master token real Snowflake returns: without one the connector's close() fails
-    before it marks the connection closed, and Snowpark then retries closing it at interpreter exit."""
+    """Check the credentials (:func:`authenticate`), then fakesnow's login, plus the master token real Snowflake
+    returns: without one the connector's close() fails before it marks the connection closed, and Snowpark then
+    retries closing it at interpreter exit."""
+    import gzip
     import json
 
+    from starlette.concurrency import run_in_threadpool
     from starlette.responses import JSONResponse
 
+    raw = await request.body()  # starlette keeps it: fakesnow's login reads it again
+    if request.headers.get("Content-Encoding") == "gzip":
+        raw = gzip.decompress(raw)
+    data = json.loads(raw).get("data") or {}
+    role_name = request.query_params.get("roleName")
+    try:
+        principal = await run_in_threadpool(
+            authenticate, fs_server.shared_fs.duck_conn, cursor.context().authenticator, data, role_name
+        )
+    except auth.LoginError as e:
+        log.warning("login refused for user '%s': %s", str(data.get("LOGIN_NAME") or "")[:128], e.message)
+        return JSONResponse(
+            {
+                "data": {"nextAction": "RETRY_LOGIN", "authnMethod": str(data.get("AUTHENTICATOR") or "SNOWFLAKE")},
+                "code": str(e.code),
+                "message": e.message,
+                "success": False,
+                "headers": None,
+            }
+        )
     response = await fs_server.login_request(request)
     body = json.loads(response.body)
     if body.get("success"):
+        fs_server.sessions[body["data"]["token"]].principal = principal  # type: ignore[attr-defined]
+        body["data"]["sessionInfo"]["roleName"] = principal.role
+        body["data"]["sessionInfo"]["warehouseName"] = request.query_params.get("warehouse")
         body["data"]["masterToken"] = "master-" + body["data"]["token"]
         body["data"]["validityInSeconds"] = 3600
         body["data"]["masterValidityInSeconds"] = 14400
@@ -102,10 +186,17 @@ def _app() -> Any:
     return Starlette(routes=routes)
 
 
-def serve(host: str, port: int, state_dir: Path | None, s3: S3Settings, log_level: str = "warning") -> None:
+def serve(
+    host: str,
+    port: int,
+    state_dir: Path | None,
+    s3: S3Settings,
+    log_level: str = "warning",
+    authenticator: auth.Authenticator | None = None,
+) -> None:
     import uvicorn
 
-    app = build(host=host, port=port, state_dir=state_dir, s3=s3)
+    app = build(host=host, port=port, state_dir=state_dir, s3=s3, authenticator=authenticator)
     config = uvicorn.Config(app, host=host, port=port, log_level=log_level, timeout_keep_alive=600)
     server = uvicorn.Server(config)
     stop = threading.Event()
@@ -122,10 +213,23 @@ def serve(host: str, port: int, state_dir: Path | None, s3: S3Settings, log_leve
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m snowflake.emulator",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
         description=(
-            "Local Snowflake emulator (local only): fakesnow's server extended with Python stored procedures, "
-            "external S3 stages, COPY with ON_ERROR/PATTERN/VALIDATE and persistent state. Clients connect with "
-            "account=emulator, any user/password, host/port of this server and protocol=http."
+            "Local Snowflake emulator (local only): fakesnow's server extended with Python stored procedures,\n"
+            "external S3 stages, COPY with ON_ERROR/PATTERN/VALIDATE, users, roles and enforced grants, and\n"
+            "persistent state. Clients connect with account=emulator, host/port of this server, protocol=http."
+        ),
+        epilog=(
+            "authentication (from the environment, never the command line):\n"
+            "  SNOWFLAKE_EMULATOR_USER      the bootstrap administrator's user name (default: ADMIN); it has\n"
+            "                               ACCOUNTADMIN and creates other users (CREATE USER, GRANT ROLE ... TO USER)\n"
+            "  SNOWFLAKE_EMULATOR_PASSWORD  its password. When set, every login is checked: passwords against salted\n"
+            "                               scrypt hashes, key-pair (JWT) logins against the user's RSA_PUBLIC_KEY(_2),\n"
+            "                               the login's role against the user's grants.\n"
+            "                               When NOT set, any user and password are accepted (ad-hoc use only).\n"
+            "\n"
+            "access control: a session whose role is not ACCOUNTADMIN, SECURITYADMIN, SYSADMIN or USERADMIN may\n"
+            "only do what its role's grants (direct, inherited, future, ownership) allow; see snowflake/emulator/access.py."
         ),
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
@@ -150,5 +254,9 @@ def main(argv: list[str] | None = None) -> int:
         region=args.s3_region,
         local_root=args.s3_local_root.resolve() if args.s3_local_root else None,
     )
-    serve(args.host, args.port, args.state_dir, s3, args.log_level)
+    authenticator = auth.Authenticator(
+        bootstrap_user=os.environ.get("SNOWFLAKE_EMULATOR_USER") or "ADMIN",
+        bootstrap_password=os.environ.get("SNOWFLAKE_EMULATOR_PASSWORD") or None,
+    )
+    serve(args.host, args.port, args.state_dir, s3, args.log_level, authenticator)
     return 0

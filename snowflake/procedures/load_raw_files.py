@@ -7,13 +7,16 @@ into the procedure body; run locally, it imports the contracts module instead. S
 For each source file on the stage (``<dataset>/<uploaded-at>_<checksum>/<name>``, possibly split into parts):
 
 1. skip it if LOAD_TRACKING already has it, or has the same content (checksum) loaded under another key
-   (recorded as DUPLICATE);
+   (recorded as DUPLICATE); a split file whose parts are not all staged yet (part keys say "part n of m") is
+   reported as INCOMPLETE and left for a later CALL;
 2. claim it in LOAD_TRACKING (status LOADING with this CALL's load id) with a MERGE, so two CALLs at once
    never load the same file; a claim older than STALE_CLAIM_MINUTES is taken over;
 3. COPY INTO its RAW table with ON_ERROR = CONTINUE, filling the lineage columns;
 4. if rows were rejected, re-read the file with VALIDATION_MODE = RETURN_ALL_ERRORS into LOAD_REJECTS (file,
    line, column, error, the rejected line), so that rows parsed = rows loaded + rows rejected;
-5. record the outcome in LOAD_TRACKING.
+5. move the loaded rows whose values the contract does not allow (``Column.allowed``: ratings are 0.5 to 5.0 in
+   half stars) from the RAW table to LOAD_REJECTS, counted as rejected;
+6. record the outcome in LOAD_TRACKING.
 
 One file's failure does not stop the others. The result is a JSON summary: per file dataset, status, rows
 parsed/loaded/rejected and first error, totals, and a one-line message.
@@ -54,6 +57,10 @@ def main(session, files=None, full_refresh=False, datasets=None, dry_run=False):
         row = tracked.get(key)
         if row is not None and row["STATUS"] in DONE:
             continue  # already handled by an earlier CALL
+        missing = _missing_parts(src)
+        if missing:
+            results.append(_result(src, "INCOMPLETE", first_error=missing))
+            continue
         duplicate_of = loaded_checksums.get(src["checksum"])
         if duplicate_of and duplicate_of != key:
             results.append(_result(src, "DUPLICATE", duplicate_of=duplicate_of))
@@ -61,7 +68,16 @@ def main(session, files=None, full_refresh=False, datasets=None, dry_run=False):
                 _record_duplicate(session, src, duplicate_of, load_id)
             continue
         if row is not None and row["STATUS"] == "LOADING" and not row["STALE"]:
-            results.append(_result(src, "SKIPPED", first_error=f"being loaded by {row['LOAD_ID']}"))
+            results.append(
+                _result(
+                    src,
+                    "SKIPPED",
+                    first_error=(
+                        f"being loaded by CALL {row['LOAD_ID']} (claimed at {row['CLAIMED_AT']} UTC); if that CALL "
+                        f"died, a CALL made {STALE_CLAIM_MINUTES} minutes after the claim takes the file over"
+                    ),
+                )
+            )
             continue
         plan.append(src)
         loaded_checksums.setdefault(src["checksum"], key)
@@ -70,7 +86,11 @@ def main(session, files=None, full_refresh=False, datasets=None, dry_run=False):
         results += [_result(src, "WOULD_LOAD") for src in plan]
         return _summary(load_id, results, ignored, started, dry_run=True, full_refresh=full_refresh)
 
-    for src in _claim(session, plan, load_id):
+    claimed = _claim(session, plan, load_id)
+    for src in plan:
+        if src not in claimed:  # another CALL claimed it between our look and our claim
+            results.append(_result(src, "SKIPPED", first_error="being loaded by another CALL that claimed it first"))
+    for src in claimed:
         results.append(_load(session, src, load_id, force=bool(full_refresh)))
     return _summary(load_id, results, ignored, started, dry_run=False, full_refresh=full_refresh)
 
@@ -117,13 +137,36 @@ def _discover(session, files, wanted):
                 "checksum": parsed.checksum,
                 "objects": [],
                 "size": 0,
+                "part_numbers": set(),
             },
         )
         src["objects"].append(key)
         src["size"] += size or 0
+        src["part_numbers"].add((parsed.part, parsed.parts))
     for src in sources.values():
         src["objects"].sort()
     return sources, ignored
+
+
+def _missing_parts(src):
+    """Why a split file's staged parts are not a complete set (its upload is running or was interrupted), or None.
+
+    Part keys say which part of how many they are; a file is loaded only when every part is staged."""
+    counts = {count for _, count in src["part_numbers"]}
+    if counts == {None}:
+        return None
+    if len(counts) != 1 or None in counts:
+        return "staged both whole and in parts under one key"
+    count = counts.pop()
+    missing = sorted(set(range(1, count + 1)) - {n for n, _ in src["part_numbers"]})
+    if not missing:
+        return None
+    return (
+        f"only {count - len(missing)} of its {count} parts are staged (missing part {', '.join(map(str, missing[:5]))}"
+        f"{', ...' if len(missing) > 5 else ''}): its upload is still running or was interrupted. It is loaded once "
+        "every part is there; if the upload was interrupted, run the uploader again (it removes the partial upload "
+        "and uploads the file anew)"
+    )
 
 
 # Discovery lists only the part of the stage that can hold files not yet handled. Stage keys start with
@@ -225,7 +268,7 @@ def _tracked(session, sources):
         "FILE_KEY",
         set(sources),
         {s["dataset"] for s in sources.values()},
-        f"FILE_KEY, STATUS, LOAD_ID, CLAIMED_AT < {_stale_before()} AS STALE",
+        f"FILE_KEY, STATUS, LOAD_ID, CLAIMED_AT, CLAIMED_AT < {_stale_before()} AS STALE",
     )
     return {r["FILE_KEY"]: r.as_dict() for r in rows if r["FILE_KEY"] in sources}
 
@@ -333,6 +376,9 @@ def _load(session, src, load_id, force):
             parsed = loaded = _rows_in_raw(session, table, src["objects"])
             if not loaded:
                 rows = [r.as_dict() for r in session.sql(copy + " FORCE = TRUE").collect()]
+            else:  # and the rows that CALL recorded as rejected
+                rejected = _rejects_recorded(session, src)
+                parsed += rejected
         for r in rows:
             if "rows_parsed" not in r:
                 continue
@@ -343,10 +389,14 @@ def _load(session, src, load_id, force):
             # a file COPY could not read at all (e.g. corrupt compression) has no rows to count
             unreadable = unreadable or (r.get("status") == "LOAD_FAILED" and not r.get("rows_parsed"))
         rejected = parsed - loaded
-        if rejected:
+        if rejected and rows and "rows_parsed" in rows[0]:
             recorded = _record_rejects(session, contract, src, load_id)
             if recorded != rejected and first_error is None:
                 first_error = f"{rejected} rows rejected, {recorded} recorded"
+        disallowed, disallowed_error = _reject_disallowed_values(session, contract, src, load_id)
+        loaded -= disallowed
+        rejected += disallowed
+        first_error = first_error or disallowed_error
         failed = unreadable or (rejected and not loaded)
         status = "FAILED" if failed else ("PARTIALLY_LOADED" if rejected else "LOADED")
     except Exception as e:  # one file's failure must not lose the others' results
@@ -361,8 +411,62 @@ def _load(session, src, load_id, force):
     return _result(src, status, parsed, loaded, rejected, first_error)
 
 
+def _rejects_recorded(session, src):
+    return int(session.sql(f"SELECT COUNT(*) FROM {REJECTS} WHERE FILE_KEY = {_q(src['key'])}").collect()[0][0])
+
+
 def _rows_in_raw(session, table, objects):
     return int(session.sql(f"SELECT COUNT(*) FROM {table} WHERE SOURCE_FILE IN ({_in_list(objects)})").collect()[0][0])
+
+
+def _reject_disallowed_values(session, contract, src, load_id):
+    """Move the file's rows whose values the contract does not allow (a rating of 7.0 or 3.7: NUMBER(2,1) holds them,
+    the contract does not) from the RAW table to LOAD_REJECTS, rejected records first, so that no row is lost even if
+    the CALL dies in between. Returns how many rows were moved and the first one's error."""
+    checked = [(i, c) for i, c in enumerate(contract.columns, start=1) if c.allowed]
+    if not checked:
+        return 0, None
+
+    def breaks(c):
+        return f"{c.raw_name} NOT IN ({', '.join(str(v) for v in c.allowed)})"
+
+    def message(c):
+        value = f" || {c.raw_name}::VARCHAR || "
+        return _q("Value '") + value + _q(f"' of {c.header} is not allowed ({c.description})")
+
+    def position(i, c):
+        return _q(f'"{contract.raw_table}"["{c.raw_name}":{i}]')
+
+    table = contract.qualified_raw_table
+    where = f"SOURCE_FILE IN ({_in_list(src['objects'])}) AND ({' OR '.join(breaks(c) for _, c in checked)})"
+    error = "CASE " + " ".join(f"WHEN {breaks(c)} THEN {message(c)}" for _, c in checked) + " END"
+    column = "CASE " + " ".join(f"WHEN {breaks(c)} THEN {position(i, c)}" for i, c in checked) + " END"
+    record = " || ',' || ".join(_csv_field_sql(c) for c in contract.columns)
+    moved = session.sql(
+        f"INSERT INTO {REJECTS} (LOAD_ID, FILE_KEY, STAGED_FILE, LINE, ROW_NUMBER, COLUMN_NAME, ERROR, ERROR_CODE, "
+        f"REJECTED_RECORD, REJECTED_AT) SELECT {_q(load_id)}, {_q(src['key'])}, SOURCE_FILE, SOURCE_ROW_NUMBER + 1, "
+        f"SOURCE_ROW_NUMBER, {column}, {error}, NULL, {record}, {_now_sql()} FROM {table} WHERE {where}"
+    ).collect()
+    count = int(moved[0][0]) if moved else 0
+    if not count:
+        return 0, None
+    session.sql(f"DELETE FROM {table} WHERE {where}").collect()
+    first = session.sql(
+        f"SELECT ERROR FROM {REJECTS} WHERE LOAD_ID = {_q(load_id)} AND FILE_KEY = {_q(src['key'])} "
+        "AND ERROR_CODE IS NULL ORDER BY STAGED_FILE, LINE LIMIT 1"
+    ).collect()
+    return count, first[0][0] if first else None
+
+
+def _csv_field_sql(column):
+    """SQL for a RAW column's value written back as a CSV field (quoted when it holds a quote, comma or newline)."""
+    value = f"{column.raw_name}::VARCHAR"
+    if column.sql_type == "VARCHAR":
+        value = (
+            f"IFF(CONTAINS({value}, '\"') OR CONTAINS({value}, ',') OR CONTAINS({value}, CHR(10)), "
+            f"'\"' || REPLACE({value}, '\"', '\"\"') || '\"', {value})"
+        )
+    return f"COALESCE({value}, '')"
 
 
 def _record_rejects(session, contract, src, load_id):
@@ -441,6 +545,8 @@ def _summary(load_id, results, ignored, started, dry_run, full_refresh):
         "partially_loaded": sum(1 for r in results if r["status"] == "PARTIALLY_LOADED"),
         "failed": sum(1 for r in results if r["status"] == "FAILED"),
         "duplicates": sum(1 for r in results if r["status"] == "DUPLICATE"),
+        "incomplete": sum(1 for r in results if r["status"] == "INCOMPLETE"),
+        "skipped": sum(1 for r in results if r["status"] == "SKIPPED"),
         "rows_parsed": sum(r["rows_parsed"] for r in results),
         "rows_loaded": sum(r["rows_loaded"] for r in results),
         "rows_rejected": sum(r["rows_rejected"] for r in results),
@@ -449,7 +555,8 @@ def _summary(load_id, results, ignored, started, dry_run, full_refresh):
         status = "DRY_RUN"
         message = f"dry run: {sum(1 for r in results if r['status'] == 'WOULD_LOAD')} file(s) would be loaded"
     elif not results:
-        status, message = "NOTHING_TO_LOAD", "nothing to load: every staged file is already loaded"
+        status = "NOTHING_TO_LOAD"
+        message = "nothing to load" + ("" if ignored else ": every staged file is already loaded")
     else:
         status = "FAILED" if totals["failed"] else ("PARTIAL" if totals["rows_rejected"] else "SUCCESS")
         message = (
@@ -457,9 +564,22 @@ def _summary(load_id, results, ignored, started, dry_run, full_refresh):
             f"{totals['rows_rejected']:,} rows rejected (see RAW.LOAD_REJECTS); {totals['failed']} file(s) failed; "
             f"{totals['duplicates']} duplicate(s) skipped"
         )
+        for left, what in (("INCOMPLETE", "not completely staged"), ("SKIPPED", "held by another CALL")):
+            waiting = [r for r in results if r["status"] == left]
+            if waiting:
+                message += f". {len(waiting)} file(s) {what}, left for a later CALL: " + "; ".join(
+                    f"{r['file']}: {r['first_error']}" for r in waiting[:3]
+                )
         failed = [r for r in results if r["status"] == "FAILED"]
         if failed:
             message += ". Failed: " + "; ".join(f"{r['file']}: {r.get('first_error', 'unknown error')}" for r in failed)
+    if ignored:
+        message += (
+            f". {len(ignored)} key(s) ignored, not the stage key of a MovieLens file "
+            "(<dataset>/<uploaded at>_<checksum>/<file name>, as the uploader writes them): "
+            + ", ".join(repr(k) for k in ignored[:3])
+            + (", ..." if len(ignored) > 3 else "")
+        )
     return {
         "status": status,
         "message": message,
