@@ -20,6 +20,7 @@ import pytest
 from netflix_elt import contracts, pipeline
 from netflix_elt.generate import SCALES, generate
 from netflix_elt.stack import LocalStack
+from netflix_elt.stack import _port_open as port_open
 from tests.conftest import REPO
 from tests.proxy import Proxy
 from uploader import upload
@@ -304,6 +305,7 @@ def test_emulator_killed_during_a_call(deployed: LocalStack, big: Path, tmp_path
     # the machine goes down: the CALL's client and the emulator are killed in the middle of the COPY
     kill9(caller)
     os.killpg(int(deployed.snowflake.pidfile.read_text()), signal.SIGKILL)
+    wait_for(lambda: not port_open(deployed.snowflake.port), "the emulator to be gone")
     deployed.up()  # restart: the databases, the stage and the procedure are all still there
     assert raw_rows(deployed, "ratings") == before  # the interrupted COPY left no rows
     held = pipeline.load(datasets=["ratings"])
