@@ -230,7 +230,7 @@ class LocalStack:
         give credentials replace those)."""
         import snowflake.connector
 
-        if not _port_open(self.snowflake.port):  # fail now, not after the connector's minutes of retries
+        if not port_open(self.snowflake.port):  # fail now, not after the connector's minutes of retries
             raise StackError(
                 f"the local Snowflake emulator is not running (nothing answers on 127.0.0.1:{self.snowflake.port}). "
                 "Start the local stack with `netflix-elt up` (or `make up`) and run this again; its databases, "
@@ -268,7 +268,7 @@ class LocalStack:
     # -- internals ------------------------------------------------------------------------------------------------
     def _running(self, service: Service) -> bool:
         pid = _read_pid(service.pidfile)
-        return bool(pid and _alive(pid) and _port_open(service.port))
+        return bool(pid and _alive(pid) and port_open(service.port))
 
     def _start(
         self,
@@ -282,9 +282,9 @@ class LocalStack:
             _signal_group(stale, signal.SIGKILL)
         if stale:  # a server that was killed a moment ago may still hold its port while it exits
             deadline = time.monotonic() + 5
-            while _port_open(service.port) and time.monotonic() < deadline:
+            while port_open(service.port) and time.monotonic() < deadline:
                 time.sleep(0.05)
-        if _port_open(service.port):
+        if port_open(service.port):
             raise StackError(
                 f"port {service.port} on 127.0.0.1 is already in use by another program, so the local {service.name} "
                 f"server can't start. Stop that program, or choose another port with "
@@ -301,7 +301,7 @@ class LocalStack:
     def _wait_for_port(self, service: Service, deadline: float) -> None:
         pid = _read_pid(service.pidfile)
         while time.monotonic() < deadline:
-            if _port_open(service.port):
+            if port_open(service.port):
                 return
             if pid and not _alive(pid):
                 break
@@ -351,7 +351,8 @@ def _signal_group(pid: int, sig: int) -> None:
             os.kill(pid, sig)
 
 
-def _port_open(port: int) -> bool:
+def port_open(port: int) -> bool:
+    """Whether something accepts connections on 127.0.0.1:``port``."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.settimeout(0.2)
         return s.connect_ex(("127.0.0.1", port)) == 0

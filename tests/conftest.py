@@ -8,6 +8,7 @@ import signal
 import socket
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -41,6 +42,20 @@ def make_stack(root: Path) -> LocalStack:
         database="NETFLIX",
     )
     return LocalStack(settings)
+
+
+def upload_to(stack: LocalStack, landing: Path, **kwargs: Any) -> Any:
+    """Upload a landing directory to the stack's stage with the uploader's API (no progress bars)."""
+    from uploader import upload
+
+    return upload(
+        landing,
+        bucket=stack.settings.bucket,
+        prefix=stack.settings.prefix,
+        s3_client=stack.s3_client(),
+        progress=False,
+        **kwargs,
+    )
 
 
 def point_at(stack: LocalStack, mp: pytest.MonkeyPatch) -> None:

@@ -568,10 +568,10 @@ def test_an_emulator_without_an_administrator_password_says_it_accepts_anyone(
     try:
         import time
 
-        from netflix_elt.stack import _port_open
+        from netflix_elt.stack import port_open
 
         deadline = time.monotonic() + 30
-        while not _port_open(port) and time.monotonic() < deadline:
+        while not port_open(port) and time.monotonic() < deadline:
             time.sleep(0.1)
         conn = snowflake.connector.connect(
             account="emulator",

@@ -7,7 +7,6 @@ import datetime as dt
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -19,6 +18,7 @@ from typing import Any
 import pytest
 
 from netflix_elt.generate import generate
+from netflix_elt.stack import port_open
 from tests.conftest import REPO, free_port, interruptible
 
 DAG_ID = "full_netflix_pipeline"
@@ -50,11 +50,6 @@ class Api:
                 last = e
             time.sleep(2)
         raise AssertionError(f"{method} {path} not ready after {timeout:.0f} s (last error: {last})")
-
-
-def _port_open(port: int) -> bool:
-    with socket.socket() as s:
-        return s.connect_ex(("127.0.0.1", port)) == 0
 
 
 def test_make_airflow_serves_the_ui_and_runs_the_dag_through_the_rest_api(tmp_path: Path) -> None:
@@ -135,8 +130,8 @@ def test_make_airflow_serves_the_ui_and_runs_the_dag_through_the_rest_api(tmp_pa
                 [sys.executable, "-m", "netflix_elt", "down"], env=env, cwd=REPO, capture_output=True, timeout=60
             )
     deadline = time.monotonic() + 30
-    while _port_open(port) and time.monotonic() < deadline:
+    while port_open(port) and time.monotonic() < deadline:
         time.sleep(1)
-    assert not _port_open(port), "Airflow still serves after Ctrl-C"
+    assert not port_open(port), "Airflow still serves after Ctrl-C"
     leftovers = subprocess.run(["pgrep", "-f", f"port:{port}"], capture_output=True, text=True).stdout
     assert not leftovers.strip(), leftovers

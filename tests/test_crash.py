@@ -19,11 +19,9 @@ import pytest
 
 from netflix_elt import contracts, pipeline
 from netflix_elt.generate import SCALES, generate
-from netflix_elt.stack import LocalStack
-from netflix_elt.stack import _port_open as port_open
-from tests.conftest import REPO
+from netflix_elt.stack import LocalStack, port_open
+from tests.conftest import REPO, upload_to
 from tests.proxy import Proxy
-from uploader import upload
 from uploader.core import INDEX_ROOT
 from uploader.lock import multipart_uploads
 
@@ -126,17 +124,6 @@ def kill9(proc: subprocess.Popen[str]) -> None:
     assert proc.returncode == -signal.SIGKILL
 
 
-def rerun_upload(stack: LocalStack, landing: Path, **kwargs: Any) -> Any:
-    return upload(
-        landing,
-        bucket=stack.settings.bucket,
-        prefix=stack.settings.prefix,
-        s3_client=stack.s3_client(),
-        progress=False,
-        **kwargs,
-    )
-
-
 # -- the uploader killed ---------------------------------------------------------------------------------------
 
 
@@ -151,7 +138,7 @@ def test_uploader_killed_in_a_multipart_upload(deployed: LocalStack, big: Path, 
         kill9(proc)
     assert open_multipart_uploads(deployed), "the killed run left its multipart upload open"
 
-    report = rerun_upload(deployed, landing)
+    report = upload_to(deployed, landing)
     assert [f.status for f in report.files] == ["uploaded"]
     assert any("multipart upload" in note for note in report.recovered), report.recovered
     assert "recovered: " in report.summary()
@@ -189,7 +176,7 @@ def test_uploader_killed_while_sending_the_parts_of_a_split_file(
     assert "not completely staged" in early["message"]
     assert raw_rows(deployed, "ratings") == before
 
-    report = rerun_upload(deployed, landing, split_threshold=4 * MiB, part_size=2 * MiB)
+    report = upload_to(deployed, landing, split_threshold=4 * MiB, part_size=2 * MiB)
     assert [f.status for f in report.files] == ["uploaded"] and report.files[0].parts >= 5
     assert any("ratings_20240801.csv" in note for note in report.recovered), report.recovered
     sources = staged_sources(deployed)
@@ -216,7 +203,7 @@ def test_uploader_killed_between_files(deployed: LocalStack, tmp_path: Path) -> 
     done_before_kill = len(set(s3_keys(deployed, index_prefix)) - before_index)
     assert done_before_kill < 6
 
-    report = rerun_upload(deployed, landing)
+    report = upload_to(deployed, landing)
     statuses = sorted(f.status for f in report.files)
     assert statuses.count("already uploaded") >= done_before_kill
     assert statuses.count("uploaded") + statuses.count("already uploaded") == 6
@@ -277,7 +264,7 @@ def stage_rows(stack: LocalStack, source: Path, daily: Path, start: int, stop: i
     daily.write_text(lines[0] + "".join(lines[start:stop]))
     del lines
     pipeline.load()
-    rerun_upload(stack, landing_with(daily.parent, daily))
+    upload_to(stack, landing_with(daily.parent, daily))
     return daily, raw_rows(stack, "ratings")
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from netflix_elt import cli
+from netflix_elt.stack import port_open
 from netflix_elt.transform import PROJECT_DIR
 from tests.conftest import REPO, free_port, interruptible
 from tests.test_dbt import Project, generated, local_only  # noqa: F401 - fixtures: a deployed, loaded, built stack
@@ -106,12 +107,6 @@ def _get(url: str) -> tuple[int, str, bytes]:
         return response.status, response.headers.get("Content-Type", ""), response.read()
 
 
-def _port_open(port: int) -> bool:
-    with socket.socket() as s:
-        s.settimeout(0.5)
-        return s.connect_ex(("127.0.0.1", port)) == 0
-
-
 def test_docs_serve_on_localhost_until_sigint(generated: Project, tmp_path: Path) -> None:  # noqa: F811
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k != "SNOWFLAKE_ACCOUNT"}
@@ -130,7 +125,7 @@ def test_docs_serve_on_localhost_until_sigint(generated: Project, tmp_path: Path
         deadline = time.monotonic() + 120
         # the port is taken before dbt runs: wait for the page itself
         while proc.poll() is None and time.monotonic() < deadline:
-            if (tmp_path / "target" / "catalog.json").exists() and _port_open(port):
+            if (tmp_path / "target" / "catalog.json").exists() and port_open(port):
                 try:
                     status, content_type, body = _get(f"http://127.0.0.1:{port}/")
                     break
@@ -159,7 +154,7 @@ def test_docs_serve_on_localhost_until_sigint(generated: Project, tmp_path: Path
     output = log.read_text()
     assert proc.returncode == 0, output[-3000:]
     assert f"dbt docs: http://127.0.0.1:{port}/" in output and "docs server stopped" in output
-    assert not _port_open(port)
+    assert not port_open(port)
 
 
 def test_docs_serve_refuses_a_port_in_use_before_running_dbt(

@@ -384,10 +384,10 @@ def test_stage_read_through_the_s3_api_sees_the_same_files(stack: LocalStack, st
     try:
         import time
 
-        from netflix_elt.stack import _port_open
+        from netflix_elt.stack import port_open
 
         deadline = time.monotonic() + 30
-        while not _port_open(port) and time.monotonic() < deadline:
+        while not port_open(port) and time.monotonic() < deadline:
             time.sleep(0.1)
         conn = snowflake.connector.connect(
             account="emulator", user="u", password="p", host="127.0.0.1", port=port, protocol="http",

@@ -15,11 +15,9 @@ import pytest
 
 from netflix_elt import contracts, pipeline
 from netflix_elt.generate import generate
-from netflix_elt.stack import LocalStack, StackError
-from netflix_elt.stack import _port_open as port_open
-from tests.conftest import REPO, free_port
+from netflix_elt.stack import LocalStack, StackError, port_open
+from tests.conftest import REPO, free_port, upload_to
 from tests.proxy import Proxy
-from uploader import upload
 
 MiB = 1 << 20
 
@@ -130,12 +128,9 @@ def test_s3_gone_in_the_middle_of_an_upload(deployed: LocalStack, tmp_path: Path
     assert "could not be deleted; the next upload deletes them" in err
     assert staged(deployed), "parts sent before S3 went away are still there (it could not delete them)"
 
-    report = upload(
+    report = upload_to(
+        deployed,
         landing,
-        bucket=deployed.settings.bucket,
-        prefix=deployed.settings.prefix,
-        s3_client=deployed.s3_client(),
-        progress=False,
         split_threshold=2 * MiB,
         part_size=1 * MiB,
     )

@@ -18,8 +18,7 @@ from sqlglot import exp
 from netflix_elt import contracts, pipeline
 from netflix_elt.generate import generate_daily
 from netflix_elt.stack import LocalStack
-from tests.conftest import REPO, make_stack, point_at
-from uploader import upload
+from tests.conftest import REPO, make_stack, point_at, upload_to
 
 RAW_COUNTS_SQL = {c.dataset: f"SELECT COUNT(*) FROM {c.qualified_raw_table}" for c in contracts.CONTRACTS.values()}
 
@@ -53,17 +52,6 @@ def sql(stack: LocalStack, query: str) -> list[tuple[Any, ...]]:
 
 def raw_counts(stack: LocalStack) -> dict[str, int]:
     return {d: sql(stack, q)[0][0] for d, q in RAW_COUNTS_SQL.items()}
-
-
-def up(stack: LocalStack, landing: Path, **kwargs: Any) -> Any:
-    return upload(
-        landing,
-        bucket=stack.settings.bucket,
-        prefix=stack.settings.prefix,
-        s3_client=stack.s3_client(),
-        progress=False,
-        **kwargs,
-    )
 
 
 # -- migrations ------------------------------------------------------------------------------------------------------
@@ -173,7 +161,7 @@ def test_procedure_script_inlines_contracts_and_handler_whole() -> None:
 
 
 def test_real_sample_loads_exactly_and_reruns_change_nothing(deployed: LocalStack, sample_dir: Path) -> None:
-    report = up(deployed, sample_dir)
+    report = upload_to(deployed, sample_dir)
     assert len(report.uploaded_keys) == 4
     summary = pipeline.load(report.uploaded_keys)
     assert summary["status"] == "SUCCESS", summary["message"]
@@ -190,7 +178,7 @@ def test_real_sample_loads_exactly_and_reruns_change_nothing(deployed: LocalStac
         deployed, "SELECT MIN(SOURCE_ROW_NUMBER), MAX(SOURCE_ROW_NUMBER), COUNT(DISTINCT SOURCE_FILE) FROM RAW.RATINGS"
     )[0] == (1, 100_836, 1)
 
-    again = up(deployed, sample_dir)
+    again = upload_to(deployed, sample_dir)
     assert again.uploaded_keys == []
     assert pipeline.load()["status"] == "NOTHING_TO_LOAD"
     assert raw_counts(deployed) == counts
@@ -209,7 +197,7 @@ def test_daily_file_loads_alone(deployed: LocalStack, tmp_path: Path) -> None:
     ratings = daily / "ratings_20240721.csv"
     rows = sum(1 for _ in ratings.open()) - 1
     before = raw_counts(deployed)
-    report = up(deployed, _one_file(tmp_path, ratings))
+    report = upload_to(deployed, _one_file(tmp_path, ratings))
     summary = pipeline.load()  # discovery: only the new file is not tracked yet
     assert [(f["file"], f["status"], f["rows_loaded"]) for f in summary["files"]] == [
         (report.uploaded_keys[0], "LOADED", rows)
@@ -233,7 +221,7 @@ def test_malformed_rows_are_rejected_with_line_and_reason(deployed: LocalStack, 
     landing = tmp_path / "bad"
     landing.mkdir()
     (landing / "ratings_20240801.csv").write_bytes(BAD_RATINGS.encode() + b"2,\xff\xfe,3.0,964982931\n")
-    report = up(deployed, landing)
+    report = upload_to(deployed, landing)
     summary = pipeline.load(report.uploaded_keys)
     (f,) = summary["files"]
     assert f["status"] == "PARTIALLY_LOADED", f.get("first_error")
@@ -258,11 +246,11 @@ def test_malformed_rows_are_rejected_with_line_and_reason(deployed: LocalStack, 
 def test_same_content_under_a_new_name_is_not_loaded_twice(deployed: LocalStack, tmp_path: Path) -> None:
     daily = tmp_path / "daily"
     generate_daily(daily, dt.date(2024, 7, 22), scale="tiny", seed=8)
-    first = up(deployed, _one_file(tmp_path, daily / "tags_20240722.csv"))
+    first = upload_to(deployed, _one_file(tmp_path, daily / "tags_20240722.csv"))
     pipeline.load(first.uploaded_keys)
     tags = raw_counts(deployed)["tags"]
     # the uploader already refuses to upload known content; forced, the procedure still sees it is the same
-    renamed = up(deployed, _one_file(tmp_path, daily / "tags_20240722.csv", "tags_20240723.csv"), force=True)
+    renamed = upload_to(deployed, _one_file(tmp_path, daily / "tags_20240722.csv", "tags_20240723.csv"), force=True)
     summary = pipeline.load(renamed.uploaded_keys)
     (f,) = summary["files"]
     assert f["status"] == "DUPLICATE"
@@ -273,7 +261,7 @@ def test_same_content_under_a_new_name_is_not_loaded_twice(deployed: LocalStack,
 def test_dry_run_and_dataset_filter_change_nothing(deployed: LocalStack, tmp_path: Path) -> None:
     daily = tmp_path / "daily"
     generate_daily(daily, dt.date(2024, 7, 24), scale="tiny", seed=9)
-    up(deployed, daily)
+    upload_to(deployed, daily)
     before = raw_counts(deployed)
     dry = pipeline.load(dry_run=True, datasets=["movies"])
     assert dry["status"] == "DRY_RUN"
@@ -291,7 +279,7 @@ def test_concurrent_calls_never_double_load(deployed: LocalStack, tmp_path: Path
     ratings = daily / "ratings_20240725.csv"
     rows = sum(1 for _ in ratings.open()) - 1
     before = raw_counts(deployed)["ratings"]
-    report = up(deployed, _one_file(tmp_path, ratings))
+    report = upload_to(deployed, _one_file(tmp_path, ratings))
     results: list[Any] = []
 
     def call() -> None:
@@ -316,7 +304,7 @@ def test_concurrent_calls_never_double_load(deployed: LocalStack, tmp_path: Path
 def test_failed_file_does_not_lose_the_others(deployed: LocalStack, tmp_path: Path) -> None:
     daily = tmp_path / "daily"
     generate_daily(daily, dt.date(2024, 7, 26), scale="tiny", seed=11)
-    good = up(deployed, _one_file(tmp_path, daily / "ratings_20240726.csv"))
+    good = upload_to(deployed, _one_file(tmp_path, daily / "ratings_20240726.csv"))
     # a truncated gzip staged by another writer (the uploader itself refuses to upload one)
     data = gzip.compress((daily / "tags_20240726.csv").read_bytes())
     bad_key = contracts.stage_key("tags", "20240726T000000Z", "0" * 64, "tags_20240726.csv.gz")
@@ -352,7 +340,7 @@ def test_worksheet_call_with_defaults_and_named_arguments(deployed: LocalStack) 
 def test_rows_committed_without_tracking_are_counted_not_loaded_again(deployed: LocalStack, tmp_path: Path) -> None:
     daily = tmp_path / "daily"
     generate_daily(daily, dt.date(2024, 7, 27), scale="tiny", seed=12)
-    report = up(deployed, _one_file(tmp_path, daily / "ratings_20240727.csv"))
+    report = upload_to(deployed, _one_file(tmp_path, daily / "ratings_20240727.csv"))
     first = pipeline.load(report.uploaded_keys)
     rows = first["files"][0]["rows_loaded"]
     count = raw_counts(deployed)["ratings"]

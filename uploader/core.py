@@ -179,7 +179,7 @@ def s3_client_from_env(endpoint_url: str | None = None) -> S3Client:
     mode = os.environ.get("AWS_RETRY_MODE") or "standard"
     timeout = float(os.environ.get("NETFLIX_ELT_S3_TIMEOUT") or DEFAULT_S3_TIMEOUT)
     options: dict[str, Any] = {
-        "retries": {"max_attempts": attempts, "mode": mode},
+        "retries": {"total_max_attempts": attempts, "mode": mode},  # AWS_MAX_ATTEMPTS counts the first try too
         "max_pool_connections": 16,
         "connect_timeout": timeout,
         "read_timeout": timeout,
@@ -691,6 +691,7 @@ def upload(
     checked = check_landing(landing_dir)
     show = progress and sys.stderr.isatty()
     client = s3_client if s3_client is not None else s3_client_from_env()
+    attempts = _max_attempts(client)
     uploader = _Uploader(
         client=client,
         bucket=bucket,
@@ -734,13 +735,13 @@ def upload(
                             else f"Nothing of {lf.name} was kept"
                         )
                         raise UploadError(
-                            f"{lf.name}: upload failed: {_describe(e, bucket)}\n{kept}; files reported as uploaded "
+                            f"{lf.name}: upload failed: {_describe(e, bucket, attempts)}\n{kept}; files reported as uploaded "
                             "before it are complete. Run the upload again to continue."
                         ) from e
             finally:
                 uploader.progress.close()
     except (BotoCoreError, ClientError) as e:
-        raise UploadError(f"S3 request failed: {_describe(e, bucket)}", report) from e
+        raise UploadError(f"S3 request failed: {_describe(e, bucket, attempts)}", report) from e
     except UploadError as e:
         e.report = report
         raise
@@ -851,16 +852,19 @@ def _planned(lf: LandingFile, sha: str, rows: int | None, uploader: _Uploader) -
     return result
 
 
-def _attempts() -> int:
-    return int(os.environ.get("AWS_MAX_ATTEMPTS") or DEFAULT_MAX_ATTEMPTS)
+def _max_attempts(client: Any) -> int | None:
+    """How many times the client tries a request (its botocore retry configuration), if it says."""
+    retries = getattr(getattr(getattr(client, "meta", None), "config", None), "retries", None)
+    value = retries.get("total_max_attempts") if isinstance(retries, dict) else None
+    return int(value) if value else None
 
 
-def _describe(e: BaseException, bucket: str) -> str:
+def _describe(e: BaseException, bucket: str, attempts: int | None = None) -> str:
     """A short explanation of an S3 error, with what to check."""
     from botocore.exceptions import ConnectTimeoutError, EndpointConnectionError, NoCredentialsError, ReadTimeoutError
 
     if isinstance(e, S3UploadFailedError) and isinstance(e.__cause__, (BotoCoreError, ClientError)):
-        return _describe(e.__cause__, bucket)
+        return _describe(e.__cause__, bucket, attempts)
     if isinstance(e, NoCredentialsError):
         return (
             "no AWS credentials found. Set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or AWS_PROFILE (for the local "
@@ -868,8 +872,9 @@ def _describe(e: BaseException, bucket: str) -> str:
         )
     if isinstance(e, (EndpointConnectionError, ConnectTimeoutError, ReadTimeoutError)):
         what = "did not answer in time" if isinstance(e, ReadTimeoutError) else "could not be reached"
+        tried = f"each request was tried {attempts} times, " if attempts else "requests were retried "
         return (
-            f"{e}\nThe S3 server {what} (each request was tried {_attempts()} times, with backoff). Is it running "
+            f"{e}\nThe S3 server {what} ({tried}with backoff). Is it running "
             "(for the local stack: netflix-elt up) and is AWS_ENDPOINT_URL right? Slow networks: raise "
             "NETFLIX_ELT_S3_TIMEOUT (seconds per request) or AWS_MAX_ATTEMPTS."
         )

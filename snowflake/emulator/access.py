@@ -870,30 +870,29 @@ class Enforcer:
 
     # -- single checks ---------------------------------------------------------------------------------------------
     def read(self, database: str, schema: str, name: str) -> None:
-        if not self.enforce:
-            return
-        fq = f"{database}.{schema}.{name}"
-        if self._skipped(database, schema, name):
-            return
-        if not self.p.usage(database, schema):
-            raise not_authorized("Object", fq)
-        info = self.p.relation(database, schema, name)
-        if not self.p.has("SELECT", info.kind or "TABLE", fq, info):
-            raise not_authorized("Object", fq)
+        checked = self._relation(database, schema, name, "Object")
+        if checked is not None and not self.p.has("SELECT", checked[1].kind or "TABLE", *checked):
+            raise not_authorized("Object", checked[0])
 
     def write(self, privilege: str, database: str, schema: str, name: str) -> None:
-        if not self.enforce:
+        checked = self._relation(database, schema, name, "Table")
+        if checked is None:
             return
-        fq = f"{database}.{schema}.{name}"
-        if self._skipped(database, schema, name):
-            return
-        if not self.p.usage(database, schema):
-            raise not_authorized("Table", fq)
-        info = self.p.relation(database, schema, name)
+        fq, info = checked
         if not self.p.has(privilege, info.kind or "TABLE", fq, info):
             if info.exists and self.p.any_privilege(info.kind or "TABLE", fq, info):
                 raise insufficient((info.kind or "table").lower(), name)
             raise not_authorized("Table", fq)
+
+    def _relation(self, database: str, schema: str, name: str, what: str) -> tuple[str, ObjectInfo] | None:
+        """The table or view a statement reads or writes, if its privileges are checked (``what`` names it in the
+        error when the role may not even use its schema)."""
+        if not self.enforce or self._skipped(database, schema, name):
+            return None
+        fq = f"{database}.{schema}.{name}"
+        if not self.p.usage(database, schema):
+            raise not_authorized(what, fq)
+        return fq, self.p.relation(database, schema, name)
 
     def own(self, kind: str, database: str, schema: str, name: str, info: ObjectInfo) -> None:
         if not self.enforce:
