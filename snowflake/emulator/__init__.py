@@ -12,6 +12,19 @@ a laptop. On top of fakesnow it adds:
   ``METADATA$FILE_ROW_NUMBER``), every ``ON_ERROR`` mode, ``VALIDATION_MODE`` and ``VALIDATE()`` returning the
   rejected records (:mod:`.copy`);
 - ``ALTER SESSION SET/UNSET QUERY_TAG`` and ``SYSTEM$CANCEL_ALL_QUERIES`` (:mod:`.cursor`);
+- the ``TIMEZONE`` session parameter (default ``America/Los_Angeles``; login ``session_parameters``,
+  ``ALTER SESSION SET/UNSET TIMEZONE``): ``CURRENT_TIMESTAMP()`` and its synonyms are ``TIMESTAMP_LTZ`` in the
+  session's zone (``::TIMESTAMP_NTZ`` is the local wall clock), ``SYSDATE()`` is UTC, every answer reports the zone;
+  one clock for every session, procedure and COPY, which administrators may set for tests with
+  ``SELECT SYSTEM$EMULATOR_SET_CLOCK('<UTC instant>' | NULL)`` (:mod:`.clock`);
+- stored procedures under Snowflake's session rules: the handler's session has the caller's ``TIMEZONE`` and
+  ``AUTOCOMMIT``; a transaction it leaves open is rolled back and fails the CALL ("Scoped transaction started in
+  stored procedure is incomplete ..."); named temporary objects are refused in owner's-rights procedures
+  (:mod:`.procedures`). Stricter than Snowflake: a CALL inside the caller's open transaction is refused;
+- long statements answered as Snowflake answers them: "query in progress" after ``SNOWFLAKE_EMULATOR_RESULT_WAIT``
+  seconds (default 5) and a result URL the connector polls, ``execute_async`` with ``/monitoring/queries/<id>`` and
+  ``RESULT_SCAN``; each statement runs once, even when the connector retries its request; SQL errors are Snowflake
+  errors, never HTTP 500 (:mod:`.async_queries`);
 - authentication (:mod:`.auth`): users (``CREATE/ALTER/DROP/DESC USER``, ``GRANT ROLE ... TO USER``) with salted
   scrypt password hashes and RSA public keys; logins checked as Snowflake checks them (wrong password or unknown
   user: ``390100``; key-pair JWT not matching the user's ``RSA_PUBLIC_KEY``/``RSA_PUBLIC_KEY_2``: ``390144``; role

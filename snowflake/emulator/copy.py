@@ -13,9 +13,17 @@ NOT NULL column) rejects its row with Snowflake's message for that error. Rows p
 rejected, always. Like Snowflake, the load metadata of each table remembers which files (by path and content
 version) were loaded, so a repeated COPY skips them unless ``FORCE = TRUE``.
 
+As in Snowflake, a load with transformation ignores ``ERROR_ON_COLUMN_COUNT_MISMATCH`` (a record's missing fields
+are NULL, its extra fields are dropped), as does a load whose file format sets it to FALSE; a load without
+transformation (and ``VALIDATION_MODE``) rejects such records when it is TRUE. A COPY without ``FILE_FORMAT`` uses the
+stage's. ``CURRENT_TIMESTAMP()`` and its kin in a transformation are the emulator clock's time in the session's
+``TIMEZONE`` (:mod:`.clock`). ``METADATA$FILENAME`` and the ``FILE`` of rejected rows are the object's path in its
+bucket (:attr:`.stages.StagedFile.filename`). A transformation is a plain ``SELECT`` list: ``WHERE``, ``GROUP BY``,
+``ORDER BY``, ``LIMIT``, joins and ``DISTINCT`` are refused, as Snowflake refuses them.
+
 Documented differences from Snowflake: ``LINE`` counts records (a quoted field with a newline does not add a
-line); ``REJECTED_RECORD`` of a row rejected for a value is rebuilt from its parsed fields; rows whose field count
-differs from the number of fields the load expects are rejected also in loads with transformation.
+line); ``REJECTED_RECORD`` of a row rejected for a value is rebuilt from its parsed fields; the functions of a
+transformation are DuckDB's (those Snowflake does not allow in a COPY transformation are not refused).
 """
 
 from __future__ import annotations
@@ -38,7 +46,7 @@ from fakesnow.transforms.file_format import lookup_file_format
 from fakesnow.transforms.options import parse_options
 from sqlglot import exp
 
-from . import stages
+from . import clock, stages
 from .procedures import first
 from .stages import StagedFile, StageStorage
 
@@ -124,6 +132,22 @@ STRUCTURAL_ERRORS = {
 }
 
 MAX_LINE_SIZE = 16 * 1024 * 1024 + 1024
+COUNT_MISMATCH = ("MISSING COLUMNS", "TOO MANY COLUMNS")
+# DuckDB's reader needs at least one NULL string; this one never occurs in a file (a NUL between noncharacters)
+NO_NULL_STRING = "\uffff\x00\ufffe"
+# SELECT clauses a COPY transformation may not have ("Transforming data during a load", usage notes)
+UNSUPPORTED_CLAUSES = {
+    "where": "WHERE",
+    "group": "GROUP BY",
+    "having": "HAVING",
+    "order": "ORDER BY",
+    "limit": "LIMIT",
+    "offset": "OFFSET",
+    "joins": "JOIN",
+    "distinct": "DISTINCT",
+    "qualify": "QUALIFY",
+    "with_": "WITH",
+}
 NUMERIC = ("BIGINT", "INTEGER", "SMALLINT", "TINYINT", "HUGEINT", "DECIMAL", "DOUBLE", "FLOAT", "REAL")
 # files of one COPY loaded at once (when each file has its own transaction, as with ON_ERROR = CONTINUE)
 COPY_WORKERS = max(1, int(os.environ.get("NETFLIX_ELT_EMULATOR_COPY_WORKERS", "0")) or min(4, os.cpu_count() or 1))
@@ -196,7 +220,7 @@ class CsvFormat:
             f"quote={lit(self.quote)}",
             f"escape={lit(self.quote)}",
             f"columns={{{cols}}}",
-            f"nullstr=[{', '.join(lit(n) for n in nulls)}]" if nulls else "nullstr=[]",
+            f"nullstr=[{', '.join(lit(n) for n in nulls or [NO_NULL_STRING])}]",
             "allow_quoted_nulls=false",
             f"compression={lit(self.compression)}",
             f"max_line_size={MAX_LINE_SIZE}",
@@ -256,13 +280,26 @@ class CopyPlan:
     on_error: str
     force: bool
     validation_mode: str | None
+    # records whose field count differs from n_fields are loaded (missing fields NULL, extra ones dropped)
+    tolerate_count_mismatch: bool = False
 
 
 class CopyRunner:
-    def __init__(self, duck_conn: duckdb.DuckDBPyConnection, storage: StageStorage):
+    def __init__(self, duck_conn: duckdb.DuckDBPyConnection, storage: StageStorage, timezone: str | None = None):
         self.duck = duck_conn
         self.storage = storage
         self.in_transaction = False
+        # the session's TIMEZONE: CURRENT_TIMESTAMP() in transformations, and the files loaded on connections
+        # of their own, use it (a DuckDB cursor does not inherit its connection's TimeZone)
+        self.timezone = timezone or self._duck_timezone()
+
+    def _duck_timezone(self) -> str:
+        """The session connection's time zone, which follows the session's TIMEZONE (:mod:`.clock`)."""
+        try:
+            row = first(self.duck.execute("SELECT current_setting('TimeZone')"))
+        except duckdb.Error:
+            row = None
+        return str(row[0]) if row and row[0] else clock.DEFAULT_TIMEZONE
 
     # -- planning -------------------------------------------------------------------------------------------------
     def plan(self, expression: exp.Copy, params: Any, database: str | None, schema: str | None) -> CopyPlan:
@@ -292,6 +329,7 @@ class CopyRunner:
         if isinstance(source, exp.Subquery):
             select = source.this
             assert isinstance(select, exp.Select)
+            _check_transformation(select)
             expressions = list(select.expressions)
             from_ = select.args["from_"].this
             ref = from_.this.name if isinstance(from_.this, exp.Var) else from_.sql("snowflake")
@@ -307,10 +345,12 @@ class CopyRunner:
             ref = source.name if isinstance(source, exp.Var | exp.Literal) else source.sql("snowflake")
             n_fields = len(columns)
 
+        stage_options: dict[str, Any] = {}
         if ref.startswith("@"):
             if ref.startswith("@%") or "/%" in ref.split("/")[0]:
                 raise NotImplementedError("COPY from a table stage")
-            _fq, location, path = stages.resolve_stage(self.duck, ref, database, schema)
+            fq, location, path = stages.resolve_stage(self.duck, ref, database, schema)
+            stage_options = stages.stage_file_format(self.duck, fq)
         else:
             location, path = ref.strip("'"), ""
 
@@ -319,6 +359,7 @@ class CopyRunner:
         on_error = "ABORT_STATEMENT"
         force = False
         validation_mode = None
+        format_given = False
         for p in expression.args.get("params", []):
             name = p.this.name.upper()
             value = p.expression
@@ -328,6 +369,7 @@ class CopyRunner:
                 pattern = value.name
             elif name == "FILE_FORMAT":
                 inline_options = parse_options(p.expressions)
+                format_given = True
             elif name == "ON_ERROR":
                 on_error = self._param_value(value, params).upper()
             elif name == "FORCE":
@@ -355,6 +397,9 @@ class CopyRunner:
                 2097,
                 "0A000",
             )
+        if not format_given:
+            # "FILE_FORMAT ... Only required when loading from a stage without a file format" (COPY INTO <table>)
+            inline_options = dict(stage_options)
         if format_name := inline_options.pop("FORMAT_NAME", None):
             inline_options = {**lookup_file_format(self.duck, str(format_name), database, schema), **inline_options}
         fmt = CsvFormat.from_options(inline_options)
@@ -374,6 +419,8 @@ class CopyRunner:
             on_error,
             force,
             validation_mode,
+            # "When querying staged data files, the ERROR_ON_COLUMN_COUNT_MISMATCH option is ignored"
+            tolerate_count_mismatch=expressions is not None or not fmt.error_on_column_count_mismatch,
         )
 
     @staticmethod
@@ -516,7 +563,8 @@ class CopyRunner:
     def _on_own_connection(self, plan: CopyPlan, f: StagedFile, job_id: str) -> FileOutcome:
         cursor = self.duck.cursor()
         try:
-            return CopyRunner(cursor, self.storage)._load_one(plan, f, job_id, file_tx=True)
+            cursor.execute(f"SET SESSION TimeZone = {lit(self.timezone)}")
+            return CopyRunner(cursor, self.storage, self.timezone)._load_one(plan, f, job_id, file_tx=True)
         finally:
             cursor.close()
 
@@ -569,49 +617,37 @@ class CopyRunner:
                 ],
             )
 
-    def _value_sql(self, plan: CopyPlan, f: StagedFile) -> list[tuple[str, set[int]]]:
-        """For each target column: DuckDB SQL of its value as text-or-typed expression, and the fields it reads."""
-        out: list[tuple[str, set[int]]] = []
+    def _value_sql(self, plan: CopyPlan, f: StagedFile) -> list[tuple[str, set[int], str | None]]:
+        """For each target column: DuckDB SQL of its value as text-or-typed expression, the fields it reads, and
+        SQL of the message of a conversion in it that fails for the row (NULL when none does; None: it has none)."""
         if plan.expressions is None:
-            return [(f"c{i}", {i}) for i in range(1, len(plan.columns) + 1)]
+            return [(f"c{i}", {i}, None) for i in range(1, len(plan.columns) + 1)]
         scan_time = now()
+        out: list[tuple[str, set[int], str | None]] = []
         for e in plan.expressions:
-            e = e.copy()
+            e = clock.rewrite(e.copy(), self.timezone)
             fields = {int(p.name) for p in e.find_all(exp.Parameter)}
 
             def sub(node: exp.Expression) -> exp.Expression:
                 if isinstance(node, exp.Parameter):
                     return exp.column(f"c{node.name}")
                 if isinstance(node, exp.Column) and node.name.upper().startswith("METADATA$"):
-                    meta = node.name.upper()
-                    if meta == "METADATA$FILENAME":
-                        return exp.Literal.string(f.relative)
-                    if meta == "METADATA$FILE_ROW_NUMBER":
-                        return exp.column("_rn")
-                    if meta == "METADATA$FILE_CONTENT_KEY":
-                        return exp.Literal.string(f.etag)
-                    if meta == "METADATA$FILE_LAST_MODIFIED":
-                        return exp.cast(exp.Literal.string(f.last_modified.isoformat()), "TIMESTAMP")
-                    if meta == "METADATA$START_SCAN_TIME":
-                        return exp.cast(exp.Literal.string(scan_time.isoformat()), "TIMESTAMP")
-                    raise NotImplementedError(meta)
-                if isinstance(node, exp.Cast) and not isinstance(node, exp.TryCast):
-                    return exp.TryCast(this=node.this, to=node.to)
+                    return _metadata_value(node.name.upper(), f, scan_time)
                 return node
 
             e = e.transform(sub)
             if isinstance(e, exp.Alias):
                 e = e.this
-            out.append((e.sql(dialect="duckdb"), fields))
+            out.append((_lenient(e).sql(dialect="duckdb"), fields, _conversion_failure(e)))
         return out
 
-    def _typed_fields(self, plan: CopyPlan, values: list[tuple[str, set[int]]]) -> dict[int, str]:
+    def _typed_fields(self, plan: CopyPlan, values: list[tuple[str, set[int], str | None]]) -> dict[int, str]:
         """Fields the CSV reader may parse straight into their column's numeric type: those loaded as they are
         (``$n``) into one column of a numeric type, in loads that keep going past rejected rows."""
         if plan.validation_mode is not None or plan.on_error != "CONTINUE":
             return {}
         typed: dict[int, str] = {}
-        for col, (sql, fields) in zip(plan.columns, values, strict=True):
+        for col, (sql, fields, _failure) in zip(plan.columns, values, strict=True):
             if len(fields) == 1 and sql == f"c{next(iter(fields))}" and col.duck_type.upper().startswith(NUMERIC):
                 n = next(iter(fields))
                 typed[n] = col.duck_type if typed.get(n, col.duck_type) == col.duck_type else "VARCHAR"
@@ -620,6 +656,7 @@ class CopyRunner:
     def _load_file(self, plan: CopyPlan, f: StagedFile, job_id: str, try_typed: bool = True) -> FileOutcome:
         tag = uuid.uuid4().hex[:12]
         raw, rejects, scan, gaps = (f"_emu_raw_{tag}", f"_emu_rej_{tag}", f"_emu_scan_{tag}", f"_emu_gap_{tag}")
+        recovered = f"_emu_fix_{tag}"
         fmt = plan.fmt
         created: list[str] = []
         values = self._value_sql(plan, f)
@@ -651,6 +688,8 @@ class CopyRunner:
                     f"FROM {rejects} GROUP BY line)"
                 )
                 structural = first(self.duck.execute(f"SELECT count(*) FROM {rejects}"))[0]
+            ordered = structural > 0  # rows from more than one table: inserted in file order
+            n_recovered = 0
             if structural:
                 self.duck.execute(
                     f"CREATE TEMP TABLE {gaps} AS SELECT max(g) AS g, max(i) AS i FROM ("
@@ -658,29 +697,37 @@ class CopyRunner:
                     f"         row_number() OVER (ORDER BY line) AS i FROM {rejects}) GROUP BY g"
                 )
                 created.append(gaps)
+                field_list = ", ".join(f"c{n}" for n in range(1, plan.n_fields + 1))
                 source = (
-                    f"(SELECT r.*, r._k + coalesce(gp.i, 0) AS _rn FROM (SELECT *, rowid - {base} + 1 AS _k FROM {raw}) r "
-                    f"ASOF LEFT JOIN {gaps} gp ON r._k > gp.g)"
+                    f"(SELECT {field_list}, r._k + coalesce(gp.i, 0) AS _rn FROM "
+                    f"(SELECT *, rowid - {base} + 1 AS _k FROM {raw}) r ASOF LEFT JOIN {gaps} gp ON r._k > gp.g)"
                 )
+                if plan.tolerate_count_mismatch:
+                    n_recovered = self._recover_count_mismatches(plan, rejects, recovered)
+                    created.append(recovered)
+                    source = f"({source[1:-1]} UNION ALL SELECT {field_list}, _rn FROM {recovered})"
+                    structural = first(self.duck.execute(f"SELECT count(*) FROM {rejects}"))[0]
             else:
                 source = f"(SELECT *, rowid - {base} + 1 AS _rn FROM {raw})"
 
             typed_cols = []
             err_conds = []
             msgs = []
-            for i, (col, (sql, fields)) in enumerate(zip(plan.columns, values, strict=True), start=1):
+            for i, (col, (sql, _fields, failure)) in enumerate(zip(plan.columns, values, strict=True), start=1):
                 typed = f"TRY_CAST({sql} AS {col.duck_type})"
                 typed_cols.append(f"{typed} AS v{i}")
-                inputs_present = " OR ".join(f"c{n} IS NOT NULL" for n in sorted(fields)) or "FALSE"
-                cast_failed = f"(v{i} IS NULL AND ({inputs_present}))"
+                # a value that does not convert to the column's type, or an explicit conversion in the
+                # transformation that fails (not a NULL the expression returns, as IFF/NULLIF/CASE may)
+                final_failed = f"(v{i} IS NULL AND ({sql}) IS NOT NULL)"
+                cast_failed = f"({final_failed} OR ({failure}) IS NOT NULL)" if failure else final_failed
                 null_violation = "FALSE" if col.nullable else f"(v{i} IS NULL)"
                 err_conds.append(f"({cast_failed} OR {null_violation})")
-                raw_text = " || ',' || ".join(f"coalesce(c{n}, '')" for n in sorted(fields)) or "''"
+                final_message = _cast_message_sql(col.duck_type, f"CAST(({sql}) AS VARCHAR)")
+                message = f"coalesce({failure}, {final_message})" if failure else final_message
                 msgs.append(
                     (
                         f"_e{i}",
-                        f"CASE WHEN {cast_failed} THEN {_cast_message_sql(col.duck_type, raw_text)} "
-                        f"ELSE 'NULL result in a non-nullable column' END",
+                        f"CASE WHEN {cast_failed} THEN {message} ELSE 'NULL result in a non-nullable column' END",
                         col.name,
                         i,
                     )
@@ -694,9 +741,9 @@ class CopyRunner:
             cols = ", ".join(f'"{c.name}"' for c in plan.columns)
             vals = ", ".join(f"v{i}" for i in range(1, len(plan.columns) + 1))
             insert = f"INSERT INTO {plan.ref} ({cols}) SELECT {vals} FROM ({flagged}) WHERE NOT ({any_err})" + (
-                " ORDER BY _rn" if structural else ""
+                " ORDER BY _rn" if ordered else ""
             )
-            parsed_ok = int(first(self.duck.execute(f"SELECT count(*) FROM {raw}"))[0])
+            parsed_ok = int(first(self.duck.execute(f"SELECT count(*) FROM {raw}"))[0]) + n_recovered
             # Loads whose rows stay in the table even when some are rejected (ON_ERROR = CONTINUE), or that are
             # rolled back as a whole on a rejected row (ABORT_STATEMENT in its own transaction), insert the good
             # rows first and look at the rejected ones only if there are any: one pass over the data, not two.
@@ -727,9 +774,10 @@ class CopyRunner:
             if errors:
                 first_row = first(
                     self.duck.execute(
-                        f"SELECT error, line, character, column_name, code FROM {errors_table(plan.catalog)} "
+                        f"SELECT error, line, character, column_name, code, row_number, row_start_line, sql_state "
+                        f"FROM {errors_table(plan.catalog)} "
                         "WHERE job_id = ? AND file = ? ORDER BY line LIMIT 1",
-                        [job_id, f.url],
+                        [job_id, error_file(f)],
                     )
                 )
                 assert first_row is not None
@@ -741,12 +789,13 @@ class CopyRunner:
                 ) = first_row[0], first_row[1], first_row[2], first_row[3]
                 if plan.on_error == "ABORT_STATEMENT" and plan.validation_mode is None:
                     raise copy_error(
-                        f"{first_row[0]}\n  File '{f.relative}', line {first_row[1]}, character {first_row[2]}\n"
-                        f"  Row {first_row[1] - fmt.skip_header}, column {first_row[3]}\n"
+                        f"{first_row[0]}\n  File '{error_file(f)}', line {first_row[1]}, character {first_row[2]}\n"
+                        f"  Row {first_row[5]} starts at line {first_row[6]}, column {first_row[3]}\n"
                         "  If you would like to continue loading when an error is encountered, use other values "
                         "such as 'SKIP_FILE' or 'CONTINUE' for the ON_ERROR option. For more information on "
                         "loading options, please run 'info loading_data' in a SQL client.",
                         int(first_row[4]),
+                        str(first_row[7]),
                     )
             if plan.validation_mode is not None:
                 return outcome
@@ -765,11 +814,31 @@ class CopyRunner:
             for t in created:
                 self.duck.execute(f"DROP TABLE IF EXISTS {t}")
 
+    def _recover_count_mismatches(self, plan: CopyPlan, rejects: str, recovered: str) -> int:
+        """Take the records DuckDB rejected only for their field count out of ``rejects`` into table ``recovered``
+        (``_rn``, ``c1``..``cn``): a missing field is NULL, an extra one is dropped. Returns how many."""
+        fmt = plan.fmt
+        kinds = ", ".join(lit(k) for k in COUNT_MISMATCH)
+        records = self.duck.execute(
+            f"SELECT line, csv_line FROM {rejects} WHERE error_type::VARCHAR IN ({kinds}) ORDER BY line"
+        ).fetchall()
+        fields = [f"c{n}" for n in range(1, plan.n_fields + 1)]
+        self.duck.execute(f"CREATE TEMP TABLE {recovered} (_rn BIGINT{''.join(f', {c} VARCHAR' for c in fields)})")
+        rows = []
+        for line, text in records:
+            values = [_field_value(v, quoted, fmt) for v, quoted in _split_record(text or "", fmt)]
+            values = (values + [None] * plan.n_fields)[: plan.n_fields]
+            rows.append([int(line) - fmt.skip_header, *values])
+        if rows:
+            self.duck.executemany(f"INSERT INTO {recovered} VALUES ({', '.join('?' * (plan.n_fields + 1))})", rows)
+            self.duck.execute(f"DELETE FROM {rejects} WHERE error_type::VARCHAR IN ({kinds})")
+        return len(rows)
+
     def _file_failed(self, plan: CopyPlan, f: StagedFile, job_id: str, message: str) -> FileOutcome:
         self.duck.execute(
             f"INSERT INTO {errors_table(plan.catalog)} VALUES (?, ?, ?, NULL, NULL, NULL, 'parsing', 100069, '22000', NULL, NULL, "
             "NULL, NULL)",
-            [job_id, message, f.url],
+            [job_id, message, error_file(f)],
         )
         if plan.on_error == "ABORT_STATEMENT" and plan.validation_mode is None:
             raise copy_error(message, 100069, "22000")
@@ -796,7 +865,7 @@ class CopyRunner:
             )
             self.duck.execute(
                 f"INSERT INTO {errors_table(plan.catalog)} SELECT {lit(job_id)}, CASE error_type::VARCHAR {messages} END, "
-                f"{lit(f.url)}, line, (byte_position - line_byte_position) + 1, byte_position, 'parsing', "
+                f"{lit(error_file(f))}, line, (byte_position - line_byte_position) + 1, byte_position, 'parsing', "
                 f"CASE error_type::VARCHAR {cases} END, '22000', "
                 f"'{table}[' || coalesce(column_name, 'c' || {plan.n_fields + 1}) || ':' || "
                 f"coalesce(column_idx, {plan.n_fields + 1}) || ']', "
@@ -814,7 +883,7 @@ class CopyRunner:
             or "''"
         )
         self.duck.execute(
-            f"INSERT INTO {errors_table(plan.catalog)} SELECT {lit(job_id)}, {message}, {lit(f.url)}, _rn + {skip}, 1, NULL, "
+            f"INSERT INTO {errors_table(plan.catalog)} SELECT {lit(job_id)}, {message}, {lit(error_file(f))}, _rn + {skip}, 1, NULL, "
             f"'conversion', CASE WHEN {message} LIKE 'NULL result%' THEN 100072 ELSE 100038 END, '22018', "
             f"'{table}[\"' || {col_name} || '\":' || {first_col} || ']', _rn, _rn + {skip}, {record} "
             f"FROM ({flagged}) WHERE {any_err}"
@@ -849,9 +918,131 @@ class CopyRunner:
         ).fetchall()
 
 
+def _split_record(text: str, fmt: CsvFormat) -> list[tuple[str, bool]]:
+    """A CSV record's fields, each with whether it was enclosed in quotes (``""`` inside quotes is one quote)."""
+    text = text.rstrip("\r\n")
+    delim, quote = fmt.delimiter, fmt.quote
+    out: list[tuple[str, bool]] = []
+    i = 0
+    while True:
+        if quote and text.startswith(quote, i):
+            i += len(quote)
+            value = []
+            while i < len(text):
+                if text.startswith(quote * 2, i):
+                    value.append(quote)
+                    i += 2 * len(quote)
+                elif text.startswith(quote, i):
+                    i += len(quote)
+                    break
+                else:
+                    value.append(text[i])
+                    i += 1
+            end = text.find(delim, i)
+            out.append(("".join(value), True))
+        else:
+            end = text.find(delim, i)
+            out.append((text[i:] if end < 0 else text[i:end], False))
+        if end < 0:
+            return out
+        i = end + len(delim)
+
+
+def _field_value(text: str, quoted: bool, fmt: CsvFormat) -> str | None:
+    """A field as the CSV reader gives it: NULL for a NULL_IF string or (EMPTY_FIELD_AS_NULL) an empty unquoted
+    field; a quoted field is never NULL."""
+    if quoted:
+        return text
+    if text in fmt.null_if or (text == "" and fmt.empty_field_as_null):
+        return None
+    return text
+
+
+def _metadata_value(meta: str, f: StagedFile, scan_time: dt.datetime) -> exp.Expression:
+    """A ``METADATA$...`` column of file ``f`` as a literal (or the row number column)."""
+    if meta == "METADATA$FILENAME":
+        return exp.Literal.string(f.filename)
+    if meta == "METADATA$FILE_ROW_NUMBER":
+        return exp.column("_rn")
+    if meta == "METADATA$FILE_CONTENT_KEY":
+        return exp.Literal.string(f.etag)
+    if meta == "METADATA$FILE_LAST_MODIFIED":  # TIMESTAMP_NTZ
+        modified = f.last_modified.astimezone(dt.UTC) if f.last_modified.tzinfo else f.last_modified
+        return exp.cast(exp.Literal.string(modified.replace(tzinfo=None).isoformat()), "TIMESTAMP")
+    if meta == "METADATA$START_SCAN_TIME":  # TIMESTAMP_LTZ
+        return exp.cast(exp.Literal.string(scan_time.isoformat() + "+00:00"), "TIMESTAMPTZ")
+    raise copy_error(f"SQL compilation error:\ninvalid identifier '{meta}'", 904, "42000")
+
+
+def _check_transformation(select: exp.Select) -> None:
+    """A COPY transformation is a SELECT list over one stage: Snowflake refuses the clauses that filter, group,
+    sort, limit or join ("Transforming data during a load")."""
+    for arg, clause in UNSUPPORTED_CLAUSES.items():
+        if select.args.get(arg):
+            raise copy_error(
+                f"SQL compilation error:\n{clause} is not supported in a COPY transformation. A COPY INTO <table> "
+                "can only select columns of the staged files ($n, METADATA$...) and functions of them; load into a "
+                "table and filter there instead.",
+                2000,
+                "0A000",
+            )
+
+
+def _is_conversion(node: Any) -> bool:
+    """An explicit conversion (``CAST``, ``::``), which fails for a value it cannot convert (not ``TRY_CAST``)."""
+    return isinstance(node, exp.Cast) and not isinstance(node, exp.TryCast)
+
+
+def _lenient(e: exp.Expression) -> exp.Expression:
+    """``e`` with every explicit conversion as ``TRY_CAST`` (a failing one is found by :func:`_conversion_failure`
+    and rejects its row, instead of failing the whole statement)."""
+    return e.copy().transform(lambda n: exp.TryCast(this=n.this, to=n.to) if _is_conversion(n) else n)
+
+
+def _conversion_failure(e: exp.Expression) -> str | None:
+    """SQL of the message of the first explicit conversion in ``e`` that fails for the row (NULL if none fails),
+    evaluating the branches of ``IFF``/``CASE`` only when taken, as Snowflake does; None if ``e`` converts nothing."""
+    if not any(_is_conversion(n) for n in e.walk()):
+        return None
+    if _is_conversion(e):
+        inner = _lenient(e.this).sql(dialect="duckdb")
+        to = e.args["to"]
+        own = (
+            f"CASE WHEN ({inner}) IS NOT NULL AND TRY_CAST(({inner}) AS {to.sql(dialect='duckdb')}) IS NULL "
+            f"THEN {_cast_message_sql(to.sql(dialect='duckdb'), f'CAST(({inner}) AS VARCHAR)')} END"
+        )
+        below = _conversion_failure(e.this)
+        return f"coalesce({below}, {own})" if below else own
+    if isinstance(e, exp.If):
+        return _branches([(e.this, e.args.get("true"))], e.args.get("false"))
+    if isinstance(e, exp.Case):
+        operand = e.args.get("this")
+        if operand is not None:  # CASE x WHEN v THEN ...: x is always evaluated
+            cond_pairs: list[tuple[exp.Expression, exp.Expression | None]] = [
+                (exp.EQ(this=operand.copy(), expression=i.this.copy()), i.args.get("true")) for i in e.args["ifs"]
+            ]
+        else:
+            cond_pairs = [(i.this, i.args.get("true")) for i in e.args["ifs"]]
+        return _branches(cond_pairs, e.args.get("default"))
+    parts = [m for child in e.iter_expressions() if (m := _conversion_failure(child))]
+    return f"coalesce({', '.join(parts)})" if len(parts) > 1 else (parts[0] if parts else None)
+
+
+def _branches(pairs: list[tuple[exp.Expression, exp.Expression | None]], default: exp.Expression | None) -> str:
+    """The conversion failure of a conditional: its conditions in order, then the branch taken."""
+    whens = []
+    for cond, value in pairs:
+        if (cond_failure := _conversion_failure(cond)) is not None:
+            whens.append(f"WHEN ({cond_failure}) IS NOT NULL THEN {cond_failure}")
+        taken = (_conversion_failure(value) if value is not None else None) or "NULL"
+        whens.append(f"WHEN {_lenient(cond).sql(dialect='duckdb')} THEN {taken}")
+    otherwise = (_conversion_failure(default) if default is not None else None) or "NULL"
+    return f"CASE {' '.join(whens)} ELSE {otherwise} END"
+
+
 def _cast_message_sql(duck_type: str, raw_text: str) -> str:
     t = duck_type.upper()
-    if t.startswith(("DECIMAL", "BIGINT", "INTEGER", "DOUBLE", "FLOAT", "HUGEINT", "SMALLINT", "TINYINT")):
+    if t.startswith(("DECIMAL", "NUMERIC", "BIGINT", "INT", "DOUBLE", "FLOAT", "HUGEINT", "SMALLINT", "TINYINT")):
         kind = "Numeric value"
     elif t.startswith("TIMESTAMP"):
         kind = "Timestamp"
@@ -897,8 +1088,8 @@ def _error_limit(on_error: str, rows_parsed: int) -> int:
 def _file_error_message(f: StagedFile, e: Exception) -> str:
     text = str(e).split("\n")[0]
     if f.relative.endswith(".gz") and ("gzip" in text.lower() or "compress" in text.lower() or "eof" in text.lower()):
-        return f"Invalid data encountered during decompression for file: '{f.relative}',compression type used: 'GZIP', cause: '{text}'"
-    return f"Error parsing file '{f.relative}': {text}"
+        return f"Invalid data encountered during decompression for file: '{error_file(f)}',compression type used: 'GZIP', cause: '{text}'"
+    return f"Error parsing file '{error_file(f)}': {text}"
 
 
 def _check_gzip(f: StagedFile) -> None:
@@ -916,7 +1107,7 @@ def _check_gzip(f: StagedFile) -> None:
                 pass
     except (OSError, EOFError, isal_zlib.error) as e:  # type: ignore[misc]  # IsalError is an Exception
         raise FileReadError(
-            f"Invalid data encountered during decompression for file: '{f.relative}', compression type used: "
+            f"Invalid data encountered during decompression for file: '{error_file(f)}', compression type used: "
             f"'GZIP', cause: '{e}'"
         ) from None
 
@@ -928,8 +1119,17 @@ def _internal_name(f: StagedFile) -> str:
     return f.url
 
 
+def error_file(f: StagedFile) -> str:
+    """The ``FILE`` of a rejected row (VALIDATE, VALIDATION_MODE) and the file an error message names: for an
+    external stage the object's path in its bucket, as ``METADATA$FILENAME`` (Snowflake's errors say
+    ``File 'challenge_1/1.csv'`` for a stage on ``s3://bucket/challenge_1/``); for an internal stage the name LIST
+    shows (``mystage/data.csv``), as VALIDATE's ``mycsvtable/contacts3.csv.gz`` in Snowflake's tutorial."""
+    return f.filename if stages.is_external(f.url) else _internal_name(f)
+
+
 def now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC).replace(tzinfo=None)
+    """The emulator's clock (naive UTC)."""
+    return clock.now_utc()
 
 
 def result_json(rows: list[tuple[Any, ...]], columns: list[str]) -> str:

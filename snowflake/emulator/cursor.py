@@ -20,7 +20,7 @@ from fakesnow.cursor import FakeSnowflakeCursor
 from fakesnow.dialect import parse_one
 from sqlglot import exp
 
-from . import access, auth, procedures, stages
+from . import access, auth, clock, locks, procedures, stages
 from . import copy as copy_mod
 from .stages import StageStorage
 
@@ -50,6 +50,13 @@ _QUALIFIED_TEMP_TABLE = re.compile(
     r"(?:IF\s+NOT\s+EXISTS\s+)?(?:\"[^\"]+\"|[\w$]+)\s*\.",
     re.IGNORECASE,
 )
+
+_NAMED_TEMPORARY = re.compile(
+    r"\s*CREATE\s+(?:OR\s+REPLACE\s+)?(?:LOCAL\s+|GLOBAL\s+)?(?:TEMP|TEMPORARY|VOLATILE)\s+"
+    r"(?:TRANSIENT\s+)?(?P<kind>TABLE|VIEW|STAGE|FILE\s+FORMAT|SEQUENCE|FUNCTION|PROCEDURE)\b",
+    re.IGNORECASE,
+)
+"""A named temporary object (Snowpark's ``CREATE SCOPED TEMPORARY`` objects are not: those are allowed anywhere)."""
 
 _TRAILING = re.compile(r"(?:\s|;|/\*(?:(?!\*/).)*\*/)*\Z", re.DOTALL)
 
@@ -153,12 +160,17 @@ class EmulatorCursor(FakeSnowflakeCursor):
             change = self._authorize(sql, principal)
             if _SESSION_FUNCTIONS.search(sql) and "$$" not in sql and not _PROCEDURE_DDL.match(sql[:64].upper()):
                 command = sql = self._with_session_functions(sql, principal)
+            if clock.FUNCTIONS_RX.search(sql) and "$$" not in sql and not _PROCEDURE_DDL.match(sql[:64].upper()):
+                command = sql = self._with_clock(sql)
         except snowflake.connector.errors.Error:
             raise
         except Exception as e:
             log.exception("emulator error in %s", sql[:200])
             raise procedures.sql_error(f"Emulator error: {type(e).__name__}: {e}", 100000, "XX000") from e
-        result = self._run(command, sql, params, *args, **kwargs)
+        if (rewritten := locks.rewrite(self._conn, sql)) is not None:
+            command = sql = rewritten  # unenforced keys, LOCK_TIMEOUT: what DuckDB should see of them (see .locks)
+        with locks.statement(self._conn, sql):  # table locks, READ COMMITTED (see .locks)
+            result = self._run(command, sql, params, *args, **kwargs)
         if change is not None:
             access.apply_change(self._duck_conn, change, principal.role)
         return result
@@ -167,7 +179,7 @@ class EmulatorCursor(FakeSnowflakeCursor):
         """Check the statement against the session role's privileges (administrators: not checked); returns the
         object it creates, drops or renames, whose owner is recorded once it ran."""
         head = sql[:64].upper()
-        if access.STATEMENT_RX.match(sql) or _PROCEDURE_DDL.match(head):
+        if access.STATEMENT_RX.match(sql) or _PROCEDURE_DDL.match(head) or re.match(r"DROP\s+DATABASE\b", head):
             return None  # checked where they run
         ddl = re.match(r"(CREATE|DROP|ALTER)\s", head)
         if principal.role in auth.ADMIN_ROLES and not ddl:
@@ -217,11 +229,34 @@ class EmulatorCursor(FakeSnowflakeCursor):
             return sql  # not understood: left as it is
         return str(expression.transform(swap).sql(dialect="snowflake"))
 
+    def _with_clock(self, sql: str) -> str:
+        """CURRENT_TIMESTAMP(), SYSDATE() and the like as literals of the emulator's clock in the session's TIMEZONE
+        (:mod:`.clock`)."""
+        expression = parse_one(sql)
+        if isinstance(expression, exp.Command):
+            return sql  # not understood: left as it is
+        return str(clock.rewrite(expression, clock.session_timezone(self._conn)).sql(dialect="snowflake"))
+
     def _run(self, command: str, sql: str, params: Any, *args: Any, **kwargs: Any) -> FakeSnowflakeCursor:
         head = sql[:64].upper()
         bound = kwargs.get("binding_params") or params
         principal = session_principal(self._conn)
         try:
+            if re.match(r"ALTER\s+SESSION\s+(SET|UNSET)\b", head) and re.search(r"\bTIMEZONE\b", sql, re.IGNORECASE):
+                return self._alter_timezone(sql, params, *args, **kwargs)
+            if re.search(r"SYSTEM\$EMULATOR_SET_CLOCK", sql, re.IGNORECASE):
+                return self._set_clock(sql, principal)
+            if getattr(self._conn, "owners_rights", False) and (temp := _NAMED_TEMPORARY.match(sql)):
+                raise procedures.sql_error(
+                    f"Stored procedure execution error: Unsupported statement type 'temporary {temp.group('kind').upper()}'.",
+                    90236,
+                    "42601",
+                )
+            if re.match(r"(DROP\s+DATABASE|SHOW\s+DATABASES)\b", head):
+                from . import databases
+
+                if (answer := databases.statement(self._conn, sql, principal)) is not None:
+                    return self._select(*answer)
             if access.STATEMENT_RX.match(sql):
                 catalog = access.AccessCatalog(self._duck_conn, *self._db_schema(), principal)
                 columns, rows = catalog.execute(sql)
@@ -262,6 +297,11 @@ class EmulatorCursor(FakeSnowflakeCursor):
                 # replaces it on its next run).
                 command = sql[: m.start("temp")] + sql[m.end("temp") :]
                 return super().execute(command, params, *args, **kwargs)
+            if re.match(r"CREATE\s+(OR\s+REPLACE\s+)?(TEMP(ORARY)?\s+)?STAGE\b", head):
+                # fakesnow keeps only a stage's URL: record its FILE_FORMAT too (a COPY without one uses it)
+                result = super().execute(command, params, *args, **kwargs)
+                stages.record_file_format(self._duck_conn, sql, *self._db_schema())
+                return result
             if re.match(r"(TRUNCATE|DROP\s+TABLE|CREATE\s+(OR\s+REPLACE\s+)?(TRANSIENT\s+)?TABLE)\b", head):
                 result = super().execute(command, params, *args, **kwargs)
                 self._forget_load_history(sql)
@@ -274,7 +314,12 @@ class EmulatorCursor(FakeSnowflakeCursor):
             log.exception("emulator error in %s", sql[:200])
             # never answer HTTP 500 (the connector would retry for minutes): report it as a SQL error
             raise procedures.sql_error(f"Emulator error: {type(e).__name__}: {e}", 100000, "XX000") from e
-        return super().execute(command, params, *args, **kwargs)
+        try:
+            return super().execute(command, params, *args, **kwargs)
+        except snowflake.connector.errors.Error:
+            raise
+        except Exception as e:
+            raise procedures.execution_error(e, sql) from e
 
     # -- helpers ----------------------------------------------------------------------------------------------------
     def _db_schema(self) -> tuple[str | None, str | None]:
@@ -298,6 +343,53 @@ class EmulatorCursor(FakeSnowflakeCursor):
         return self._select(f"SELECT * FROM {name}")
 
     # -- statements -------------------------------------------------------------------------------------------------
+    def _alter_timezone(self, sql: str, params: Any, *args: Any, **kwargs: Any) -> EmulatorCursor:
+        """``ALTER SESSION SET TIMEZONE = '<zone>'`` / ``ALTER SESSION UNSET TIMEZONE`` (other parameters of the same
+        statement are set as they would be without it)."""
+        m = re.match(r"\s*ALTER\s+SESSION\s+(SET|UNSET)\s+(.*)$", sql, re.IGNORECASE | re.DOTALL)
+        assert m
+        rest = m.group(2)
+        if m.group(1).upper() == "UNSET":
+            others = [n.strip() for n in rest.split(",") if n.strip() and n.strip().upper() != "TIMEZONE"]
+            clock.set_session_timezone(self._conn, None)
+            if others:
+                self.execute(f"ALTER SESSION UNSET {', '.join(others)}", params, *args, **kwargs)
+            return self._status("Statement executed successfully.")
+        tz = re.search(r"\bTIMEZONE\s*=\s*'((?:[^']|'')*)'", rest, re.IGNORECASE)
+        if not tz:
+            raise procedures.sql_error(
+                "SQL compilation error:\nTIMEZONE takes a quoted time zone name, e.g. TIMEZONE = 'UTC'", 1003
+            )
+        zone = clock.check_timezone(tz.group(1).replace("''", "'"))
+        remaining = (rest[: tz.start()] + rest[tz.end() :]).strip(" ,")
+        if remaining:
+            self.execute(f"ALTER SESSION SET {remaining}", params, *args, **kwargs)
+        clock.set_session_timezone(self._conn, zone)
+        return self._status("Statement executed successfully.")
+
+    def _set_clock(self, sql: str, principal: auth.Principal) -> EmulatorCursor:
+        """``SELECT SYSTEM$EMULATOR_SET_CLOCK('<UTC instant>' | NULL)``: test-only control of the emulator's clock."""
+        m = re.fullmatch(
+            r"\s*SELECT\s+SYSTEM\$EMULATOR_SET_CLOCK\s*\(\s*(?:NULL|'(?P<at>[^']*)')\s*\)\s*", sql, re.IGNORECASE
+        )
+        if not m:
+            raise procedures.sql_error(
+                "SQL compilation error:\nuse SELECT SYSTEM$EMULATOR_SET_CLOCK('YYYY-MM-DD HH:MI:SS') (a UTC instant) "
+                "or SELECT SYSTEM$EMULATOR_SET_CLOCK(NULL) (the real clock again)",
+                1003,
+            )
+        if principal.role not in auth.ADMIN_ROLES:
+            raise procedures.sql_error(
+                "SQL access control error:\nInsufficient privileges to operate on account: "
+                "SYSTEM$EMULATOR_SET_CLOCK needs an administrator role (USE ROLE ACCOUNTADMIN or SYSADMIN).",
+                3001,
+                "42501",
+            )
+        instant = None if m.group("at") is None else clock.parse_instant(m.group("at"))
+        clock.set_clock(instant)
+        text = "real clock" if instant is None else clock.now_utc().isoformat(sep=" ")
+        return self._select('SELECT ? AS "SYSTEM$EMULATOR_SET_CLOCK"', [text])
+
     def _query_tag(self, sql: str) -> EmulatorCursor:
         m = re.search(r"QUERY_TAG\s*=\s*'((?:[^']|'')*)'", sql, re.IGNORECASE)
         self._conn.query_tag = m.group(1).replace("''", "'") if m else None  # type: ignore[attr-defined]
@@ -358,6 +450,7 @@ class EmulatorCursor(FakeSnowflakeCursor):
                     raise procedures.sql_error(f"SQL compilation error:\nmissing argument {a.name} for {pname}")
         else:
             by_position = [t for _, t in raw_args] + [a.default or "NULL" for a in proc.arguments[len(raw_args) :]]
+        procedures.check_argument_types(pname, by_position, proc.arguments)
         values: list[Any] = []
         if by_position:
             evaluator = self._conn.cursor()
@@ -367,16 +460,34 @@ class EmulatorCursor(FakeSnowflakeCursor):
             assert row is not None
             values = [procedures.coerce(v, a.type) for v, a in zip(row, proc.arguments, strict=True)]  # type: ignore[arg-type]
 
-        # owner's rights (the default): the handler runs with the role that owns the procedure
-        session = self._snowpark_session(db, sch, proc.owner if proc.execute_as == "OWNER" else principal.role)
+        if procedures.in_transaction(self._conn):
+            raise procedures.call_in_open_transaction(pname)
+        # owner's rights (the default): the handler runs with the role that owns the procedure; the session has the
+        # caller's TIMEZONE and AUTOCOMMIT
+        owners_rights = proc.execute_as == "OWNER"
+        parameters = {
+            "TIMEZONE": clock.session_timezone(self._conn),
+            "AUTOCOMMIT": bool(self._conn._autocommit),
+            "LOCK_TIMEOUT": locks.lock_timeout(self._conn, locks.session(self._conn)),
+        }
+        session = self._snowpark_session(db, sch, proc.owner if owners_rights else principal.role, parameters)
         try:
-            result = procedures.run_handler(proc, session, values)
+            scope = procedures.server_session(session)
+            if scope is not None:
+                scope.owners_rights = owners_rights
+            try:
+                result = procedures.run_handler(proc, session, values)
+            except BaseException:
+                with contextlib.suppress(Exception):
+                    procedures.close_scope(session, scope, failed=True)
+                raise
+            procedures.close_scope(session, scope, failed=False)
         finally:
             session.close()
         sql_text, params = procedures.result_sql(proc, result)
         return self._select(sql_text, params)
 
-    def _snowpark_session(self, database: str, schema: str, role: str) -> Any:
+    def _snowpark_session(self, database: str, schema: str, role: str, parameters: dict[str, Any]) -> Any:
         from snowflake.snowpark import Session
 
         ctx = context()
@@ -393,6 +504,7 @@ class EmulatorCursor(FakeSnowflakeCursor):
                 "schema": schema,
                 "network_timeout": 3600,
                 "login_timeout": 30,
+                "session_parameters": parameters,
             }
         ).create()
 
@@ -458,7 +570,7 @@ class EmulatorCursor(FakeSnowflakeCursor):
         expression = parse_one(sql)
         if not isinstance(expression, exp.Copy):
             return None
-        runner = copy_mod.CopyRunner(self._duck_conn, context().storage)
+        runner = copy_mod.CopyRunner(self._duck_conn, context().storage, clock.session_timezone(self._conn))
         database, schema = self._db_schema()
         params = list(bound) if isinstance(bound, list | tuple) else bound
         plan = runner.plan(expression, params, database, schema)

@@ -10,6 +10,13 @@ the default) or the caller's (``EXECUTE AS CALLER``); it logs in as an internal 
 
 The handler runs under the same rules as Snowflake's Python sandbox: it may import the standard library,
 ``snowflake.snowpark`` and the packages named in ``PACKAGES``/``IMPORTS``, and nothing else.
+
+Transactions and session state follow Snowflake's rules for stored procedures: the handler's session has the
+caller's ``TIMEZONE`` and ``AUTOCOMMIT``; a transaction the handler starts (DML with AUTOCOMMIT off, or ``BEGIN``)
+and leaves open when it returns is rolled back and fails the CALL ("Scoped transaction started in stored procedure
+is incomplete and it was rolled back."). The handler runs in a session of its own, so it cannot take part in a
+transaction its caller has open: such a CALL is refused (Snowflake would run it inside the caller's transaction).
+An owner's-rights procedure may not create named temporary objects (Snowpark's scoped temporary objects are fine).
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ import types
 from dataclasses import asdict, dataclass
 from typing import Any
 
+import duckdb
 import snowflake.connector.errors
 
 TABLE = "_fs_global._emulator.procedures"
@@ -341,6 +349,49 @@ class ProcedureCatalog:
         return out
 
 
+def argument_type(text: str) -> str | None:
+    """The type an argument expression evaluates to, where it is plain from the expression (None: not known, or
+    NULL, which every type accepts). ``PARSE_JSON(...)`` is a VARIANT; ``...::ARRAY``, ``ARRAY_CONSTRUCT(...)`` and
+    ``[...]`` are ARRAYs; a string literal is a VARCHAR."""
+    from fakesnow.dialect import parse_one as parse_expression
+    from sqlglot import exp
+
+    try:  # a bound placeholder stands for a value: NULL keeps the expression around it
+        node = parse_expression("SELECT " + re.sub(r"%\(\w+\)s|%s|\?|:\d+", "NULL", text)).expressions[0]
+    except Exception:
+        return None
+    if isinstance(node, exp.Alias):
+        node = node.this
+    if isinstance(node, exp.Cast):
+        return base_type(node.to.sql(dialect="snowflake"))
+    if isinstance(node, exp.ParseJSON):
+        return "VARIANT"
+    if isinstance(node, exp.Array):
+        return "ARRAY"
+    if isinstance(node, exp.Literal):
+        return "VARCHAR" if node.is_string else "NUMBER"
+    if isinstance(node, exp.Boolean):
+        return "BOOLEAN"
+    return None
+
+
+def check_argument_types(name: str, texts: list[str], arguments: list[Argument]) -> None:
+    """Refuse arguments that are plainly of another type than an ARRAY/OBJECT parameter: a VARIANT (such as
+    ``PARSE_JSON(...)``) must be cast (``PARSE_JSON(...)::ARRAY``). Stricter than or as strict as Snowflake, which
+    matches a call to a procedure by its argument types."""
+    given = [argument_type(t) for t in texts]
+    for t, a in zip(given, arguments, strict=False):
+        want = base_type(a.type)
+        if want in {"ARRAY", "OBJECT"} and t is not None and t != want:
+            raise sql_error(
+                f"SQL compilation error:\nInvalid argument types for function '{name}': "
+                f"({', '.join(g or 'NULL' for g in given)}); parameter {a.name} is {want}: cast the argument, "
+                f"e.g. PARSE_JSON(...)::{want}",
+                1044,
+                "42P13",
+            )
+
+
 def parse_call(sql: str) -> tuple[str, list[tuple[str | None, str]]]:
     m = CALL_RX.match(sql)
     if not m:
@@ -434,6 +485,68 @@ def _interpreter_error(proc: Procedure) -> snowflake.connector.errors.Programmin
     return sql_error(
         f"Python Interpreter Error:\n{tb}in function {proc.name} with handler {proc.handler}", 100357, "P0000"
     )
+
+
+SCOPED_TRANSACTION_INCOMPLETE = (
+    "Stored procedure execution error: Scoped transaction started in stored procedure is incomplete and it was "
+    "rolled back."
+)
+
+
+def in_transaction(conn: Any) -> bool:
+    """Whether a fakesnow connection (a session) has a transaction open: one AUTOCOMMIT off started implicitly, or an
+    explicit ``BEGIN`` (DuckDB refuses to begin a second one)."""
+    if getattr(conn, "_in_transaction", False):
+        return True
+    duck = conn._duck_conn
+    try:
+        duck.begin()
+    except duckdb.TransactionException:
+        return True
+    duck.rollback()
+    return False
+
+
+def call_in_open_transaction(name: str) -> snowflake.connector.errors.ProgrammingError:
+    return sql_error(
+        f"CALL {name} inside an open transaction is not supported by the local emulator: the procedure runs in a "
+        "session of its own and cannot take part in the caller's transaction. COMMIT or ROLLBACK first, or run the "
+        "CALL with AUTOCOMMIT on.",
+        90232,
+        "25001",
+    )
+
+
+def server_session(session: Any) -> Any:
+    """The emulator's side (a fakesnow connection) of a Snowpark session connected to this process, or None."""
+    import fakesnow.server as fs_server
+
+    rest = getattr(getattr(getattr(session, "_conn", None), "_conn", None), "rest", None)
+    token = getattr(rest, "token", None)
+    return fs_server.sessions.get(token) if token else None
+
+
+def close_scope(session: Any, conn: Any, failed: bool) -> None:
+    """End a procedure's transaction scope: a transaction its handler left open is rolled back (through the session,
+    so every lock it holds goes too); if the handler returned normally, that fails the CALL, as in Snowflake."""
+    if conn is None or not in_transaction(conn):
+        return
+    session.sql("ROLLBACK").collect()
+    if not failed:
+        raise sql_error(SCOPED_TRANSACTION_INCOMPLETE, 90232, "25000")
+
+
+def execution_error(e: Exception, sql: str) -> snowflake.connector.errors.ProgrammingError:
+    """A DuckDB failure fakesnow left unconverted, as the Snowflake error for it (never an HTTP 500)."""
+    message = str(e).split("\n")[0]
+    if isinstance(e, duckdb.ConstraintException) and "NOT NULL" in message.upper():
+        column = message.rsplit(":", 1)[-1].strip()
+        return sql_error(f"NULL result in a non-nullable column ({column})", 100072, "22000")
+    if isinstance(e, duckdb.InvalidInputException) and "JSON" in message.upper():
+        return sql_error(f"Error parsing JSON: {message}", 100069, "22P02")
+    if isinstance(e, duckdb.OutOfRangeException):
+        return sql_error(f"Numeric value out of range: {message}", 100046, "22003")
+    return sql_error(f"SQL execution internal error:\n{type(e).__name__}: {message}", 603, "XX000")
 
 
 def result_sql(proc: Procedure, value: Any) -> tuple[str, list[Any]]:

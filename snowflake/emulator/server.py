@@ -14,12 +14,13 @@ from typing import Any
 
 import duckdb
 import fakesnow.server as fs_server
+import snowflake.connector.errors
 from fakesnow import info_schema, macros
 from fakesnow.instance import GLOBAL_DATABASE_NAME, FakeSnow
 from fakesnow.transforms import show
 from fakesnow.transforms import stage as fs_stage
 
-from . import access, auth, cursor, procedures
+from . import access, async_queries, auth, clock, cursor, procedures
 from .stages import S3Settings, StageStorage
 
 log = logging.getLogger("snowflake.emulator")
@@ -64,6 +65,7 @@ def build(
 ) -> Any:
     """Configure this process as the emulator and return the ASGI app. ``authenticator``: the bootstrap
     administrator; without a password, every login is accepted."""
+    clock.install_epoch_conversion()
     if state_dir is not None:
         state_dir.mkdir(parents=True, exist_ok=True)
         internal = state_dir / "internal_stages"
@@ -86,7 +88,39 @@ def build(
         )
     cursor.CONTEXT = cursor.EmulatorContext(storage=storage, host=host, port=port, authenticator=authenticator)
     cursor.install()
+    fs_server.to_sf = _to_sf
+    fs_server.describe_as_rowtype = _describe_as_rowtype
     return _app()
+
+
+_fakesnow_to_sf = fs_server.to_sf
+_fakesnow_describe_as_rowtype = fs_server.describe_as_rowtype
+
+
+def _to_sf(table: Any, rowtype: list[Any]) -> Any:
+    """fakesnow's Arrow result for the connector, with DuckDB's TIMESTAMPTZ (a session in any time zone) sent as
+    Snowflake sends a TIMESTAMP_LTZ: the UTC instant, which the connector shows in the session's TIMEZONE."""
+    import pyarrow as pa
+
+    columns = [
+        c.cast(pa.timestamp(c.type.unit)) if pa.types.is_timestamp(c.type) and c.type.tz else c for c in table.columns
+    ]
+    return _fakesnow_to_sf(pa.Table.from_arrays(columns, names=table.column_names), rowtype)
+
+
+def _describe_as_rowtype(describe_results: list[Any]) -> list[Any]:
+    """fakesnow's column types, with DuckDB's TIMESTAMPTZ reported as TIMESTAMP_LTZ (what CURRENT_TIMESTAMP() and
+    ``::TIMESTAMP_LTZ`` give in Snowflake); a type it cannot report is a SQL error, not an HTTP 500."""
+    try:
+        rowtype = _fakesnow_describe_as_rowtype(describe_results)
+    except NotImplementedError as e:
+        raise procedures.sql_error(
+            f"SQL execution error: the emulator cannot return a column {e}", 2040, "0A000"
+        ) from e
+    for column in rowtype:
+        if column["type"] == "timestamp_tz":
+            column["type"] = "timestamp_ltz"
+    return rowtype
 
 
 def authenticate(duck: Any, authenticator: auth.Authenticator, data: dict[str, Any], role_name: str | None) -> Any:
@@ -163,10 +197,19 @@ async def _login(request: Any) -> Any:
                 "headers": None,
             }
         )
+    parameters = {str(k).upper(): v for k, v in (data.get("SESSION_PARAMETERS") or {}).items()}
+    try:
+        timezone = clock.check_timezone(str(parameters["TIMEZONE"])) if parameters.get("TIMEZONE") else None
+    except snowflake.connector.errors.ProgrammingError as e:
+        return JSONResponse({"data": None, "code": f"{e.errno:06d}", "message": e.msg, "success": False})
     response = await fs_server.login_request(request)
     body = json.loads(response.body)
     if body.get("success"):
-        fs_server.sessions[body["data"]["token"]].principal = principal  # type: ignore[attr-defined]
+        session = fs_server.sessions[body["data"]["token"]]
+        session.principal = principal  # type: ignore[attr-defined]
+        session.session_parameters = parameters  # type: ignore[attr-defined]  # e.g. LOCK_TIMEOUT (locks.py)
+        zone = await run_in_threadpool(clock.set_session_timezone, session, timezone)
+        body["data"]["parameters"].append({"name": "TIMEZONE", "value": zone})
         body["data"]["sessionInfo"]["roleName"] = principal.role
         body["data"]["sessionInfo"]["warehouseName"] = request.query_params.get("warehouse")
         body["data"]["masterToken"] = "master-" + body["data"]["token"]
@@ -179,9 +222,11 @@ def _app() -> Any:
     from starlette.applications import Starlette
     from starlette.routing import Route
 
+    replaced = {"/session/v1/login-request", "/queries/v1/query-request", "/monitoring/queries/{sfqid}"}
     routes = [
-        Route(r.path, _login, methods=["POST"]) if r.path == "/session/v1/login-request" else r
-        for r in fs_server.routes
+        Route("/session/v1/login-request", _login, methods=["POST"]),
+        *async_queries.routes(),
+        *(r for r in fs_server.routes if r.path not in replaced),
     ]
     return Starlette(routes=routes)
 

@@ -14,6 +14,7 @@ one of two ways:
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -22,6 +23,8 @@ from typing import Any
 from urllib.parse import urlparse
 
 from fakesnow.transforms import stage as fs_stage
+from fakesnow.transforms.options import parse_options
+from sqlglot import exp
 
 from .procedures import first
 
@@ -29,11 +32,19 @@ from .procedures import first
 @dataclass(frozen=True)
 class StagedFile:
     url: str  # full location, as Snowflake's LIST and COPY results show it for external stages
-    relative: str  # path relative to the stage's location (METADATA$FILENAME)
+    relative: str  # path relative to the stage's location (what FILES = (...) and PATTERN name)
     size: int
     etag: str  # content version: S3 ETag, or size and modification time for local files
     last_modified: dt.datetime
     read_path: str  # what DuckDB's readers open
+
+    @property
+    def filename(self) -> str:
+        """``METADATA$FILENAME``: "includes the full path to the data file" -- for an object in S3 its path in the
+        bucket (the stage URL's path included), for an internal stage its path within the stage."""
+        if self.url.startswith("s3://"):
+            return self.url.split("/", 3)[3]
+        return self.relative
 
 
 @dataclass
@@ -177,3 +188,80 @@ def resolve_stage(duck_conn: Any, ref: str, database: str | None, schema: str | 
 
 def is_external(location: str) -> bool:
     return location.startswith("s3://")
+
+
+FILE_FORMATS_TABLE = "_fs_global._fs_information_schema._emu_stage_file_formats"
+
+
+def _format_options(prop: exp.FileFormatProperty) -> dict[str, Any]:
+    """A stage's ``FILE_FORMAT = (...)`` as COPY's options (a ``FORMAT_NAME`` given as an identifier as text)."""
+    named = [p for p in prop.expressions if isinstance(p, exp.Property) and p.name.upper() == "FORMAT_NAME"]
+    rest = [p for p in prop.expressions if not any(p is n for n in named)]
+    options = parse_options(rest)
+    for p in named:
+        value = p.args.get("value")
+        if isinstance(value, exp.Expression):
+            options["FORMAT_NAME"] = value.name if isinstance(value, exp.Literal) else value.sql("snowflake")
+    return options
+
+
+def record_file_format(duck_conn: Any, sql: str, database: str | None, schema: str | None) -> None:
+    """After ``CREATE [OR REPLACE] STAGE`` ran: remember its ``FILE_FORMAT`` (or that it has none)."""
+    import sqlglot
+
+    try:
+        expression = sqlglot.parse_one(sql, read="snowflake")
+    except sqlglot.errors.ParseError:
+        return
+    if not isinstance(expression, exp.Create) or str(expression.args.get("kind") or "").upper() != "STAGE":
+        return
+    table = expression.this
+    if not isinstance(table, exp.Table):
+        return
+    database_name, schema_name, name = (
+        part.upper() for part in fs_stage.parts_from_var(table.sql("snowflake"), database, schema)
+    )
+    properties = expression.args.get("properties")
+    prop = next(
+        (p for p in (properties.expressions if properties else []) if isinstance(p, exp.FileFormatProperty)), None
+    )
+    options = _format_options(prop) if prop is not None else {}
+    duck_conn.execute(
+        f"CREATE TABLE IF NOT EXISTS {FILE_FORMATS_TABLE} (database_name VARCHAR, schema_name VARCHAR, "
+        "name VARCHAR, options VARCHAR, PRIMARY KEY (database_name, schema_name, name))"
+    )
+    if expression.args.get("exists"):  # IF NOT EXISTS: an existing stage keeps its format
+        exists = first(
+            duck_conn.execute(
+                "SELECT count(*) FROM _fs_global._fs_information_schema._fs_stages "
+                "WHERE upper(database_name) = ? AND upper(schema_name) = ? AND upper(name) = ?",
+                (database_name, schema_name, name),
+            )
+        )
+        known = first(
+            duck_conn.execute(
+                f"SELECT count(*) FROM {FILE_FORMATS_TABLE} WHERE database_name = ? AND schema_name = ? AND name = ?",
+                (database_name, schema_name, name),
+            )
+        )
+        if exists and exists[0] and known and known[0]:
+            return
+    duck_conn.execute(
+        f"INSERT OR REPLACE INTO {FILE_FORMATS_TABLE} VALUES (?, ?, ?, ?)",
+        (database_name, schema_name, name, json.dumps(options)),
+    )
+
+
+def stage_file_format(duck_conn: Any, fqname: str) -> dict[str, Any]:
+    """The ``FILE_FORMAT`` options a stage was created with (empty: none, CSV defaults)."""
+    database_name, schema_name, name = (part.upper() for part in fqname.split("."))
+    try:
+        row = first(
+            duck_conn.execute(
+                f"SELECT options FROM {FILE_FORMATS_TABLE} WHERE database_name = ? AND schema_name = ? AND name = ?",
+                (database_name, schema_name, name),
+            )
+        )
+    except Exception:  # no stage recorded one yet
+        return {}
+    return dict(json.loads(row[0])) if row else {}
