@@ -2,7 +2,7 @@
 against the pipeline's target (the local stack's emulator, or a real account when SNOWFLAKE_ACCOUNT is set).
 
     netflix-elt transform                       # dbt build: models, snapshots, tests and unit tests
-    netflix-elt transform --full-refresh        # rebuild incremental models (fct_ratings) from all of RAW
+    netflix-elt transform --full-refresh        # rebuild the incremental models from every batched load in RAW
     netflix-elt transform --select marts        # any dbt selection
 """
 
@@ -142,7 +142,11 @@ def register_cli(subparsers: Any) -> argparse.ArgumentParser:
     p: argparse.ArgumentParser = subparsers.add_parser(
         "transform", help="run the dbt project (dbt build: models, snapshots, tests) against the target"
     )
-    p.add_argument("--full-refresh", action="store_true", help="rebuild incremental models from all of RAW")
+    p.add_argument(
+        "--full-refresh",
+        action="store_true",
+        help="rebuild the incremental models from every batched load in RAW (after an upgrade that changes their columns)",
+    )
     p.add_argument("--select", "-s", nargs="+", help="dbt selection, e.g. marts or +mart_movie_ratings")
     p.add_argument("--threads", type=int, default=None, help="dbt threads (default: the profile's)")
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from netflix_elt import cli
+from netflix_elt import cli, contracts
 from netflix_elt.stack import port_open
 from netflix_elt.transform import PROJECT_DIR
 from tests.conftest import REPO, free_port, interruptible
@@ -26,6 +26,8 @@ from tests.test_dbt import Project, generated, local_only  # noqa: F401 - fixtur
 
 MODELS = sorted(p.stem for p in (PROJECT_DIR / "models").rglob("*.sql"))
 MARTS = sorted(p.stem for p in (PROJECT_DIR / "models" / "marts").rglob("*.sql"))
+# the RAW tables the staging models read: one per file contract, and the load tracking
+SOURCES = [*contracts.DATASETS, "load_tracking"]
 
 
 def stack_env(project: Project, target: Path) -> dict[str, str]:
@@ -65,7 +67,7 @@ def test_docs_generates_manifest_and_catalog_of_the_built_models(
     assert "dbt docs generate: SUCCESS" in out, out[-3000:]
     for name in ("index.html", "manifest.json", "catalog.json"):
         assert str(target / name) in out and (target / name).is_file()
-    assert f"{len(MODELS)} models, 6 sources" in out
+    assert f"{len(MODELS)} models, {len(SOURCES)} sources" in out
     assert repo_target_state() == before  # nothing written to netflix_dbt/target
 
     manifest = json.loads((target / "manifest.json").read_text())
@@ -86,7 +88,7 @@ def test_docs_generates_manifest_and_catalog_of_the_built_models(
         assert all(node["columns"][c]["description"].strip() for c in node["columns"])
     # and the RAW tables, as the sources
     raw = {s["name"]: catalog["sources"][uid] for uid, s in manifest["sources"].items()}
-    assert len(raw) == 6
+    assert len(raw) == len(SOURCES)
     assert {c.upper() for c in raw["ratings"]["columns"]} >= {"USER_ID", "MOVIE_ID", "RATING", "LOAD_ID"}
 
 

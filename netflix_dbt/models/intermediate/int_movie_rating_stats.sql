@@ -8,8 +8,9 @@
     )
 }}
 -- Grain: one row per movie with at least one rating: the additive figures of its ratings, from which
--- mart_movie_ratings is computed. Incremental: a run recomputes only the movies rated in the rows loaded after the
--- latest ratings_loaded_at in the table, each from all of its ratings.
+-- mart_movie_ratings is computed. Incremental: a run recomputes only the movies with fct_ratings rows of a load
+-- batch above the highest ratings_batch in the table (rows fct_ratings took or replaced since), each from all of
+-- its ratings.
 with
 
 ratings as (
@@ -19,7 +20,7 @@ ratings as (
     where movie_id in (
         select movie_id
         from {{ ref('fct_ratings') }}
-        where loaded_at > {{ watermark('ratings_loaded_at') }}
+        where batch > {{ watermark('ratings_batch') }}
     )
     {% endif %}
 
@@ -33,7 +34,8 @@ final as (
         sum(rating::float) as rating_sum,
         min(rated_at) as first_rated_at,
         max(rated_at) as last_rated_at,
-        max(loaded_at) as ratings_loaded_at
+        max(loaded_at) as ratings_loaded_at,
+        max(batch) as ratings_batch
 
     from ratings
     group by movie_id

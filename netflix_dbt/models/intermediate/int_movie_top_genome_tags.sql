@@ -8,8 +8,8 @@
     )
 }}
 -- Grain: one row per (movie, tag rank) for the 10 genome tags most relevant to each movie with a genome (ties broken
--- by tag id). Incremental: a run ranks again only the movies with genome scores loaded after the latest
--- scores_loaded_at in the table.
+-- by tag id). Incremental: a run ranks again only the movies with fct_genome_scores rows of a load batch above the
+-- highest scores_batch in the table.
 with
 
 scores as (
@@ -19,7 +19,7 @@ scores as (
     where movie_id in (
         select movie_id
         from {{ ref('fct_genome_scores') }}
-        where loaded_at > {{ watermark('scores_loaded_at') }}
+        where batch > {{ watermark('scores_batch') }}
     )
     {% endif %}
 
@@ -32,7 +32,8 @@ ranked as (
         tag_id,
         relevance,
         row_number() over (partition by movie_id order by relevance desc, tag_id) as tag_rank,
-        max(loaded_at) over (partition by movie_id) as scores_loaded_at
+        max(loaded_at) over (partition by movie_id) as scores_loaded_at,
+        max(batch) over (partition by movie_id) as scores_batch
 
     from scores
     qualify tag_rank <= 10

@@ -1,4 +1,5 @@
 -- depends_on: {{ ref('movies_snapshot') }}
+-- depends_on: {{ ref('int_load_batches') }}
 {{
     config(
         materialized='incremental',
@@ -11,16 +12,17 @@
 }}
 -- Grain: one row per (genre, calendar year of the rating). A rating counts once for every genre of its movie;
 -- movies with "(no genres listed)" are not counted.
--- Incremental: a run recomputes only the (genre, year) pairs that can have changed since the newest
--- ratings_loaded_at in the table: those of the ratings loaded since, and, for a movie that gained or lost a genre in
--- a catalogue version loaded since (movies_snapshot), that genre in every year the movie was rated. A pair left
--- without ratings is written with a count of 0 and removed by the post-hook.
+-- Incremental: a run recomputes only the (genre, year) pairs that can have changed since the highest
+-- ratings_batch in the table: those of the fct_ratings rows of a load batch above it, and, for a movie that gained
+-- or lost a genre in a catalogue version of a load batch above it (movies_snapshot), that genre in every year the
+-- movie was rated. Batches, not load times: a load can commit after a later-stamped one was transformed. A pair
+-- left without ratings is written with a count of 0 and removed by the post-hook.
 with
 
 {% if is_incremental() %}
 watermark as (
 
-    select {{ watermark('ratings_loaded_at') }} as loaded_at
+    select {{ watermark('ratings_batch') }} as batch
 
 ),
 
@@ -30,17 +32,19 @@ versions as (
         movie_id,
         coalesce(genres, '') as genres,
         coalesce(lag(genres) over (partition by movie_id order by dbt_valid_from), '') as previous_genres,
-        loaded_at
+        load_id
 
     from {{ ref('movies_snapshot') }}
 
 ),
 
--- versions that came with a movies file loaded since (a snapshot row keeps the load time of the row that opened it)
+-- versions that came with a load batched since (a snapshot row keeps the load of the row that opened it)
 changed as (
 
-    select * from versions
-    where loaded_at > (select loaded_at from watermark)
+    select versions.*
+    from versions
+    inner join {{ ref('int_load_batches') }} as batches on versions.load_id = batches.load_id
+    where batches.batch > (select batch from watermark)
 
 ),
 
@@ -71,7 +75,7 @@ affected as (
     select distinct movie_genres.genre, year(fct_ratings.rated_at) as rating_year
     from {{ ref('fct_ratings') }} as fct_ratings
     inner join {{ ref('bridge_movie_genres') }} as movie_genres on fct_ratings.movie_id = movie_genres.movie_id
-    where fct_ratings.loaded_at > (select loaded_at from watermark)
+    where fct_ratings.batch > (select batch from watermark)
 
     union
 
@@ -107,7 +111,8 @@ counted as (
         count(distinct ratings.user_id)::number(38, 0) as user_count,
         count(distinct ratings.movie_id)::number(38, 0) as movie_count,
         avg(ratings.rating::float)::float as mean_rating,
-        max(ratings.loaded_at)::timestamp_ntz as ratings_loaded_at
+        max(ratings.loaded_at)::timestamp_ntz as ratings_loaded_at,
+        max(ratings.batch)::number(38, 0) as ratings_batch
 
     from ratings
     inner join movie_genres on ratings.movie_id = movie_genres.movie_id
@@ -131,7 +136,8 @@ final as (
         coalesce(counted.user_count, 0)::number(38, 0) as user_count,
         coalesce(counted.movie_count, 0)::number(38, 0) as movie_count,
         counted.mean_rating::float as mean_rating,
-        counted.ratings_loaded_at::timestamp_ntz as ratings_loaded_at
+        counted.ratings_loaded_at::timestamp_ntz as ratings_loaded_at,
+        counted.ratings_batch::number(38, 0) as ratings_batch
 
     from affected
     left join counted
