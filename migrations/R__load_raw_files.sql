@@ -4,6 +4,8 @@
 --   CALL RAW.LOAD_RAW_FILES(DATASETS => ['ratings'], DRY_RUN => TRUE);
 --   CALL RAW.LOAD_RAW_FILES(FULL_REFRESH => TRUE);               -- rebuild RAW from every staged file
 -- The body is the file contracts followed by the handler, inlined from the repository at deploy time.
+-- CALL it with AUTOCOMMIT on (the default): its one explicit transaction (the claims) ends before it returns, and
+-- its other statements commit one by one, so a CALL interrupted midway leaves every file either claimed or done.
 CREATE OR REPLACE PROCEDURE {{ database }}.RAW.LOAD_RAW_FILES(
     FILES ARRAY DEFAULT NULL,
     FULL_REFRESH BOOLEAN DEFAULT FALSE,

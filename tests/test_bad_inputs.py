@@ -310,6 +310,11 @@ class Env:
         assert self.objects(prefix) == []
         assert self.objects(index_key(prefix, "").removesuffix(".json")) == []
 
+    def of_file(self, key: str) -> str:
+        """SQL: the RAW row comes from the file ``key`` or one of its parts. SOURCE_FILE is METADATA$FILENAME: the
+        stage-relative key, or the object's path in the bucket (with the stage URL's path, the prefix)."""
+        return f"(STARTSWITH(SOURCE_FILE, '{key}') OR STARTSWITH(SOURCE_FILE, '{self.prefix}{key}'))"
+
     def raw_rows(self) -> int:
         return int(self.sql("SELECT COUNT(*) FROM RAW.RATINGS")[0][0])
 
@@ -394,7 +399,7 @@ def load_files(env: Env, tmp_path: Path, files: dict[str, bytes], **upload_optio
         )
         assert load_id == summary["load_id"]
         table = contracts.CONTRACTS[parsed.dataset].qualified_raw_table
-        in_raw = env.sql(f"SELECT COUNT(*) FROM {table} WHERE LEFT(SOURCE_FILE, {len(key)}) = '{key}'")[0][0]
+        in_raw = env.sql(f"SELECT COUNT(*) FROM {table} WHERE {env.of_file(key)}")[0][0]
         assert in_raw == rows_loaded
         rejects = env.sql(
             f"SELECT LINE, ERROR, REJECTED_RECORD FROM RAW.LOAD_REJECTS WHERE FILE_KEY = '{key}' "
@@ -801,9 +806,9 @@ def _split_with_no_empty_part(env: Env, tmp_path: Path) -> None:
     assert counts(tags) == ("LOADED", 6, 6, 0)
     assert tags.result["parts"] == 3
     assert env.sql(
-        f"SELECT SOURCE_FILE, COUNT(*) FROM RAW.TAGS WHERE LEFT(SOURCE_FILE, {len(tags.key)}) = '{tags.key}' "
+        f"SELECT RIGHT(SOURCE_FILE, {len(tags.key) + 22}), COUNT(*) FROM RAW.TAGS WHERE {env.of_file(tags.key)} "
         "GROUP BY 1 ORDER BY 1"
-    ) == [(k, 2) for k in sorted(env_parts(env, tags.key))]
+    ) == [(k, 2) for k in sorted(env_parts(env, tags.key))]  # the parts' keys: the file's and .partNNNNofNNNN.csv.gz
     assert (counts(movies), movies.result["parts"]) == (("LOADED", 0, 0, 0), 1)
 
 

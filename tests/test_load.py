@@ -99,11 +99,11 @@ def _type(sql_type: str) -> str:
     return exp.DataType.build(sql_type, dialect="snowflake").sql("snowflake")
 
 
-def test_raw_tables_match_the_contracts() -> None:
-    ddl = _render(REPO / "migrations" / "V1.2.0__raw_tables.sql")
+def _tables(script: str) -> dict[str, list[tuple[str, str, bool]]]:
+    """{table: [(column, type, NOT NULL)]} of the CREATE TABLE statements of a migration script."""
     tables = {}
-    for statement in sqlglot.parse(ddl, read="snowflake"):
-        if isinstance(statement, exp.Create):
+    for statement in sqlglot.parse(_render(REPO / "migrations" / script), read="snowflake"):
+        if isinstance(statement, exp.Create) and statement.kind == "TABLE":
             schema = statement.this
             name = schema.this.name
             tables[name] = [
@@ -115,6 +115,11 @@ def test_raw_tables_match_the_contracts() -> None:
                 for c in schema.expressions
                 if isinstance(c, exp.ColumnDef)
             ]
+    return tables
+
+
+def test_raw_tables_match_the_contracts() -> None:
+    tables = _tables("V1.2.0__raw_tables.sql")
     assert set(tables) == {c.raw_table for c in contracts.CONTRACTS.values()}
     for c in contracts.CONTRACTS.values():
         expected = [(col.raw_name, _type(col.sql_type), not col.nullable) for col in c.columns] + [
@@ -124,11 +129,64 @@ def test_raw_tables_match_the_contracts() -> None:
         assert got == expected, c.dataset
 
 
+def test_validation_shape_tables_match_the_contracts() -> None:
+    # the always empty targets of the procedure's VALIDATION_MODE re-read: exactly a file's columns
+    shapes = {
+        t: cols for t, cols in _tables("V1.5.0__load_lock_file_format_and_shapes.sql").items() if t != "LOAD_LOCK"
+    }
+    assert shapes == {
+        f"LOAD_SHAPE_{c.raw_table}": [(col.raw_name, _type(col.sql_type), not col.nullable) for col in c.columns]
+        for c in contracts.CONTRACTS.values()
+    }
+
+
+def _file_format(script: str) -> dict[str, str]:
+    (create,) = [
+        s
+        for s in sqlglot.parse(_render(REPO / "migrations" / script), read="snowflake")
+        if isinstance(s, exp.Create) and s.kind == "FILE FORMAT"
+    ]
+    properties = create.args["properties"].expressions
+    return {p.name.upper(): p.args["value"].sql("snowflake") for p in properties if type(p) is exp.Property}
+
+
+def test_load_file_format_reads_like_the_stage_one_except_for_missing_fields() -> None:
+    stage = _file_format("V1.1.0__file_format.sql")
+    load = _file_format("V1.5.0__load_lock_file_format_and_shapes.sql")
+    differ = {"EMPTY_FIELD_AS_NULL", "NULL_IF", "ERROR_ON_COLUMN_COUNT_MISMATCH"}
+    assert {k: v for k, v in load.items() if k not in differ} == {k: v for k, v in stage.items() if k not in differ}
+    # an empty field is '' and no text is NULL, so a NULL field is a missing one (the procedure's SELECT makes ''
+    # and \N NULL, as the stage format reads them; Snowflake's default NULL_IF is \N)
+    assert (load["EMPTY_FIELD_AS_NULL"], load["NULL_IF"]) == ("FALSE", "()")
+    assert "NULL_IF" not in stage and stage["EMPTY_FIELD_AS_NULL"] == "TRUE"
+    assert stage["ERROR_ON_COLUMN_COUNT_MISMATCH"] == "TRUE"  # the validation re-read reports wrong field counts
+
+
 def test_file_format_matches_the_contracts() -> None:
     ddl = _render(REPO / "migrations" / "V1.1.0__file_format.sql")
     assert "SKIP_HEADER = 1" in ddl  # one header line, as every contract has
     assert "FIELD_OPTIONALLY_ENCLOSED_BY = '\"'" in ddl
     assert "FIELD_DELIMITER = ','" in ddl
+
+
+# functions (and CASE) Snowflake documents for COPY transformations that the procedure's COPY may use, as sqlglot
+# names them: https://docs.snowflake.com/en/user-guide/data-load-transform#supported-functions
+COPY_FUNCTIONS = {"Case", "If", "Cast", "Nullif", "Or"}
+
+
+def test_copy_rejects_wrong_field_counts_with_documented_functions_only() -> None:
+    from snowflake.procedures.load_raw_files import copy_statement
+
+    for c in contracts.CONTRACTS.values():
+        copy = copy_statement(c, [f"{c.dataset}/20261130T061502Z_3f2a9c0d1e4b5a6f/{c.dataset}.csv"], "id")
+        n = len(c.columns)
+        # a row with too few or too many fields gets NULL in its first column, which is NOT NULL: rejected
+        assert f"CASE WHEN ${n} IS NULL OR ${n + 1} IS NOT NULL THEN NULL ELSE" in copy, c.dataset
+        assert not c.columns[0].nullable, c.dataset
+        assert "FORMAT_NAME = 'RAW.CSV_MOVIELENS_LOAD'" in copy
+        select = sqlglot.parse_one(copy, read="snowflake").find(exp.Select)
+        assert select is not None
+        assert {type(f).__name__ for f in select.find_all(exp.Func)} <= COPY_FUNCTIONS, c.dataset
 
 
 def test_discovery_lists_a_few_date_prefixes_whatever_the_history() -> None:

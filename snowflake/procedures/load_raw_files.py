@@ -6,20 +6,64 @@ into the procedure body; run locally, it imports the contracts module instead. S
 
 For each source file on the stage (``<dataset>/<uploaded-at>_<checksum>/<name>``, possibly split into parts):
 
-1. skip it if LOAD_TRACKING already has it, or has the same content (checksum) loaded under another key
-   (recorded as DUPLICATE); a split file whose parts are not all staged yet (part keys say "part n of m") is
-   reported as INCOMPLETE and left for a later CALL;
-2. claim it in LOAD_TRACKING (status LOADING with this CALL's load id) with a MERGE, so two CALLs at once
-   never load the same file; a claim older than STALE_CLAIM_MINUTES is taken over;
-3. COPY INTO its RAW table with ON_ERROR = CONTINUE, filling the lineage columns;
-4. if rows were rejected, re-read the file with VALIDATION_MODE = RETURN_ALL_ERRORS into LOAD_REJECTS (file,
-   line, column, error, the rejected line), so that rows parsed = rows loaded + rows rejected;
-5. move the loaded rows whose values the contract does not allow (``Column.allowed``: ratings are 0.5 to 5.0 in
+1. decide and claim, in one transaction (see "Claims"): skip it if LOAD_TRACKING already has it, or has the same
+   content (checksum) loaded under another key (recorded as DUPLICATE); a split file whose parts are not all staged
+   yet (part keys say "part n of m") is INCOMPLETE, and a file another CALL holds (or whose content another CALL is
+   loading under another key) is SKIPPED: both are left for a later CALL. Otherwise claim it (status LOADING with
+   this CALL's load id); a FAILED file, or a claim older than STALE_CLAIM_MINUTES, is taken over;
+2. COPY INTO its RAW table with ON_ERROR = CONTINUE, filling the lineage columns, through a SELECT that also
+   rejects rows with too few or too many fields (see "Field counts");
+3. if rows were rejected, re-read the file with VALIDATION_MODE = RETURN_ALL_ERRORS into LOAD_REJECTS (file,
+   line, column, error, the rejected line), so that rows parsed = rows loaded + rows rejected; a row the re-read
+   reports is never left in RAW. At most MAX_REJECTS_RECORDED rows are recorded per file (FIRST_ERROR says how
+   many were not); ROWS_REJECTED is always the true count;
+4. move the loaded rows whose values the contract does not allow (``Column.allowed``: ratings are 0.5 to 5.0 in
    half stars) from the RAW table to LOAD_REJECTS, counted as rejected;
-6. record the outcome in LOAD_TRACKING.
+5. record the outcome in LOAD_TRACKING.
 
 One file's failure does not stop the others. The result is a JSON summary: per file dataset, status, rows
-parsed/loaded/rejected and first error, totals, and a one-line message.
+parsed/loaded/rejected and first error, totals, a one-line message, and a status: FAILED (a file failed), WAITING
+(none failed, but files were held by another CALL or not completely staged: a later CALL loads them), PARTIAL
+(rows were rejected), SUCCESS, NOTHING_TO_LOAD or DRY_RUN.
+
+Claims. LOAD_TRACKING's primary key is not enforced (Snowflake enforces only NOT NULL), so it cannot keep two CALLs
+off one file; the claim protocol does. Every CALL makes all its tracking decisions and claim writes (new
+claims, take-overs, DUPLICATE records, a full refresh's emptying) in one transaction, BEGIN ... COMMIT, whose first
+statement is ``UPDATE RAW.LOAD_LOCK`` (a one-row table), and reads LOAD_TRACKING only after it. Snowflake's
+documented rules make that a mutual exclusion with an up-to-date view
+(https://docs.snowflake.com/en/sql-reference/transactions):
+- UPDATE, DELETE and MERGE lock what they change until the transaction ends ("Resource locking"): a second CALL's
+  UPDATE of the lock row waits until the first CALL's claim transaction has committed or rolled back;
+- READ COMMITTED: a statement sees the data committed before the statement began. Every read of LOAD_TRACKING in
+  the transaction begins after the lock was granted, so after every earlier claim transaction committed: it sees
+  their claims, and the decisions made on it cannot be overtaken by another claimer;
+- the claim transaction writes only what it read under the lock. The only LOAD_TRACKING writes outside it are a
+  CALL's outcome of its own claim (``WHERE FILE_KEY = ... AND LOAD_ID = <its load id>``, a no-op once the file is
+  taken over), so the take-over MERGE re-checks the status it acts on, and the CALL keeps only the files it then
+  finds claimed under its load id.
+On an error the transaction is rolled back (nothing claimed); it always ends before the handler goes on, and every
+other statement autocommits, so the procedure returns with no transaction open (CALLs are made with AUTOCOMMIT on).
+
+Times. Every recorded time (LOADED_AT, CLAIMED_AT, STARTED_AT, FINISHED_AT, REJECTED_AT, the stale-claim limit) is
+UTC from SYSDATE(): CURRENT_TIMESTAMP() is in the session's TIMEZONE (by default America/Los_Angeles), whose wall
+clock goes back an hour each autumn. A COPY's LOADED_AT is the SYSDATE() read just before it, as a literal:
+SYSDATE is not among the functions Snowflake documents for COPY transformations, casts are
+(https://docs.snowflake.com/en/user-guide/data-load-transform#supported-functions).
+
+File identity. SOURCE_FILE is METADATA$FILENAME: the stage-relative key, or on an external stage whose URL has a
+path, the object's path in the bucket, which starts with that path (``movielens/ratings/...``). The procedure learns
+the path from LIST (``s3://<bucket>/<path>/<key>``) and finds a file's rows by ``SOURCE_FILE IN (<both forms of
+each staged object>)``: exact values keep Snowflake's pruning on SOURCE_FILE, where a suffix match (LIKE '%key')
+would read every micro-partition of the RAW table. LOAD_REJECTS.STAGED_FILE is always the stage-relative key.
+
+Field counts. In a COPY with a SELECT, Snowflake ignores ERROR_ON_COLUMN_COUNT_MISMATCH: a missing field is NULL,
+an extra one is dropped (https://docs.snowflake.com/en/user-guide/data-load-transform). The COPY therefore reads
+with RAW.CSV_MOVIELENS_LOAD (EMPTY_FIELD_AS_NULL = FALSE, NULL_IF = ()), where a field is NULL only when the row
+does not have it, selects NULLIF(NULLIF($k, ''), '\\N') for each column (as RAW.CSV_MOVIELENS reads values), and
+makes the first (NOT NULL) column NULL when ``$<n> IS NULL`` (too few fields) or ``$<n+1> IS NOT NULL`` (too many),
+so the row is rejected; the re-read, without a transformation, uses the stage's RAW.CSV_MOVIELENS
+(ERROR_ON_COLUMN_COUNT_MISMATCH = TRUE) and records the true reason and line. Its target is a permanent, always
+empty RAW.LOAD_SHAPE_<table> (an owner's-rights procedure cannot create temporary tables).
 """
 
 import datetime
@@ -33,65 +77,35 @@ except ModuleNotFoundError:  # inside Snowflake: the contracts module is inlined
     contracts = types.SimpleNamespace(**globals())  # type: ignore[assignment]
 
 STAGE = "RAW.LANDING"
-FILE_FORMAT = "RAW.CSV_MOVIELENS"
+FILE_FORMAT = "RAW.CSV_MOVIELENS"  # the stage's: what the validation re-read (no transformation) uses
+LOAD_FILE_FORMAT = "RAW.CSV_MOVIELENS_LOAD"  # the COPY's: a missing field is NULL, an empty one ''
+NULL_TEXT = "\\N"  # a field of just this is NULL, as RAW.CSV_MOVIELENS reads it (Snowflake's default NULL_IF)
 TRACKING = "RAW.LOAD_TRACKING"
 REJECTS = "RAW.LOAD_REJECTS"
+LOCK = "RAW.LOAD_LOCK"
+SHAPE_TABLE_PREFIX = "RAW.LOAD_SHAPE_"
 STALE_CLAIM_MINUTES = 60
 DONE = ("LOADED", "PARTIALLY_LOADED", "DUPLICATE")
+MAX_REJECTS_RECORDED = 10_000  # rejected rows recorded in LOAD_REJECTS per file (a file of garbage has millions)
+MAX_RECORD_CHARS = 10_000  # a longer REJECTED_RECORD is cut (LINE and STAGED_FILE say where the whole line is)
+MAX_INSERT_BYTES = 512 * 1024  # the SQL text of one INSERT of rejected rows or claims stays below this
 
 
 def main(session, files=None, full_refresh=False, datasets=None, dry_run=False):
+    """The procedure's handler: discover, decide and claim (one transaction), load each claimed file, summarise."""
     started = time.time()
     load_id = datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:8]
     wanted = _datasets(datasets)
-    sources, ignored = _discover(session, files, wanted)
-
-    if full_refresh and not dry_run:
-        _truncate(session, wanted)
-
-    tracked = _tracked(session, sources)
-    loaded_checksums = _loaded_checksums(session, sources)
-    plan, results = [], []
-    for key in sorted(sources):
-        src = sources[key]
-        row = tracked.get(key)
-        if row is not None and row["STATUS"] in DONE:
-            continue  # already handled by an earlier CALL
-        missing = _missing_parts(src)
-        if missing:
-            results.append(_result(src, "INCOMPLETE", first_error=missing))
-            continue
-        duplicate_of = loaded_checksums.get(src["checksum"])
-        if duplicate_of and duplicate_of != key:
-            results.append(_result(src, "DUPLICATE", duplicate_of=duplicate_of))
-            if not dry_run:
-                _record_duplicate(session, src, duplicate_of, load_id)
-            continue
-        if row is not None and row["STATUS"] == "LOADING" and not row["STALE"]:
-            results.append(
-                _result(
-                    src,
-                    "SKIPPED",
-                    first_error=(
-                        f"being loaded by CALL {row['LOAD_ID']} (claimed at {row['CLAIMED_AT']} UTC); if that CALL "
-                        f"died, a CALL made {STALE_CLAIM_MINUTES} minutes after the claim takes the file over"
-                    ),
-                )
-            )
-            continue
-        plan.append(src)
-        loaded_checksums.setdefault(src["checksum"], key)
+    sources, ignored, stage_path = _discover(session, files, wanted, full_refresh)
 
     if dry_run:
+        plan, results = _decide(sources, _tracked(session, sources), _checksums(session, sources))
         results += [_result(src, "WOULD_LOAD") for src in plan]
         return _summary(load_id, results, ignored, started, dry_run=True, full_refresh=full_refresh)
 
-    claimed = _claim(session, plan, load_id)
-    for src in plan:
-        if src not in claimed:  # another CALL claimed it between our look and our claim
-            results.append(_result(src, "SKIPPED", first_error="being loaded by another CALL that claimed it first"))
+    claimed, results = _claim(session, sources, load_id, refresh=wanted if full_refresh else None)
     for src in claimed:
-        results.append(_load(session, src, load_id, force=bool(full_refresh)))
+        results.append(_load(session, src, load_id, stage_path, force=bool(full_refresh)))
     return _summary(load_id, results, ignored, started, dry_run=False, full_refresh=full_refresh)
 
 
@@ -109,23 +123,28 @@ def _datasets(datasets):
     return list(datasets)
 
 
-def _discover(session, files, wanted):
-    """Source files to consider: {source key: {dataset, name, checksum, objects: [(key, size)]}}."""
-    objects: list[tuple[str, int | None]] = []
+def _discover(session, files, wanted, full_refresh=False):
+    """Source files to consider: {source key: {dataset, name, checksum, objects: [key], size}}, the keys that are
+    not MovieLens stage keys, and the stage URL's path in its bucket (see "File identity"; None if unknown)."""
+    objects: list[tuple[str, int | None, str | None]] = []  # (stage-relative key, size, LIST name)
+    stage_path = None
     if files:
         for f in [files] if isinstance(files, str) else files:
-            objects.append((str(f).lstrip("/"), None))
+            objects.append((str(f).lstrip("/"), None, None))
     else:
-        for prefix in _list_prefixes(session, wanted):
+        # a full refresh reloads every staged file of the datasets, however old
+        for prefix in [f"{d}/" for d in wanted] if full_refresh else _list_prefixes(session, wanted):
             for row in session.sql(f"LIST @{STAGE}/{prefix}" if prefix else f"LIST @{STAGE}").collect():
-                objects.append((_relative(row[0]), int(row[1])))
+                objects.append((_relative(row[0]), int(row[1]), row[0]))
     sources: dict[str, dict] = {}
     ignored: list[str] = []
-    for key, size in objects:
+    for key, size, url in objects:
         parsed = contracts.parse_stage_key(key) if key else None
         if parsed is None:
             ignored.append(key)
             continue
+        if stage_path is None and url is not None:
+            stage_path = _bucket_path(url, key)
         if parsed.dataset not in wanted:
             continue
         src = sources.setdefault(
@@ -145,7 +164,41 @@ def _discover(session, files, wanted):
         src["part_numbers"].add((parsed.part, parsed.parts))
     for src in sources.values():
         src["objects"].sort()
-    return sources, ignored
+    if files and sources:
+        stage_path = _learn_stage_path(session, min(o for s in sources.values() for o in s["objects"]))
+    return sources, ignored, stage_path
+
+
+def _learn_stage_path(session, key):
+    """The stage URL's path in its bucket, from LIST of one staged object (None if it is not staged)."""
+    try:
+        rows = session.sql(f"LIST @{STAGE}/{key}").collect()
+    except Exception:  # not staged: the COPY says so, naming the file
+        return None
+    for row in rows:
+        path = _bucket_path(row[0], key)
+        if path is not None:
+            return path
+    return None
+
+
+def _bucket_path(url, key):
+    """The part of a LIST name between the bucket (or Azure container) and the stage-relative key: 'movielens/' of
+    's3://netflix-landing/movielens/ratings/<upload>/ratings.csv'; '' when the stage URL has no path; None if the
+    name is not ``<scheme>://<bucket>/...<key>``."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or not rest.endswith(key):
+        return None
+    location = rest[: len(rest) - len(key)]  # <bucket>/<path>/
+    parts = location.split("/", 2 if scheme.lower() == "azure" else 1)  # azure://<account host>/<container>/...
+    return parts[-1] if len(parts) == (3 if scheme.lower() == "azure" else 2) else None
+
+
+def _stored_names(objects, stage_path):
+    """Every form METADATA$FILENAME (so SOURCE_FILE) can take for these staged objects: the stage-relative key and,
+    when the stage URL has a path, the object's path in the bucket. Exact values, so that ``SOURCE_FILE IN (...)``
+    prunes (see "File identity")."""
+    return list(objects) + ([stage_path + o for o in objects] if stage_path else [])
 
 
 def _missing_parts(src):
@@ -261,6 +314,7 @@ def _tracking_rows(session, key_column, keys, datasets, columns, condition=""):
 
 
 def _tracked(session, sources):
+    """{file key: its LOAD_TRACKING row (STATUS, LOAD_ID, CLAIMED_AT, STALE)} for the sources that have one."""
     if not sources:
         return {}
     rows = _tracking_rows(
@@ -273,8 +327,9 @@ def _tracked(session, sources):
     return {r["FILE_KEY"]: r.as_dict() for r in rows if r["FILE_KEY"] in sources}
 
 
-def _loaded_checksums(session, sources):
-    """{checksum: the first key loaded with that content} for the sources' checksums (same content, any name)."""
+def _checksums(session, sources):
+    """{checksum: the tracking row (FILE_KEY, STATUS, LOAD_ID) of the file that has that content}, for the sources'
+    checksums (same content, any name): the first key loaded with it, else a live claim of it."""
     checksums = {s["checksum"] for s in sources.values()}
     if not checksums:
         return {}
@@ -283,19 +338,19 @@ def _loaded_checksums(session, sources):
         "CONTENT_CHECKSUM",
         checksums,
         {s["dataset"] for s in sources.values()},
-        "CONTENT_CHECKSUM, FILE_KEY",
-        " AND STATUS IN ('LOADED', 'PARTIALLY_LOADED')",
+        f"CONTENT_CHECKSUM, FILE_KEY, STATUS, LOAD_ID, CLAIMED_AT < {_stale_before()} AS STALE",
+        " AND STATUS IN ('LOADED', 'PARTIALLY_LOADED', 'LOADING')",
     )
-    found: dict[str, str] = {}
-    for r in rows:
-        checksum, key = r["CONTENT_CHECKSUM"], r["FILE_KEY"]
-        if checksum in checksums and (checksum not in found or key < found[checksum]):
-            found[checksum] = key
+    found: dict[str, dict] = {}
+    for r in sorted((r.as_dict() for r in rows), key=lambda r: (r["STATUS"] == "LOADING", r["FILE_KEY"])):
+        if r["CONTENT_CHECKSUM"] in checksums and not (r["STATUS"] == "LOADING" and r["STALE"]):
+            found.setdefault(r["CONTENT_CHECKSUM"], r)
     return found
 
 
 def _now_sql():
-    return "CURRENT_TIMESTAMP()::TIMESTAMP_NTZ"
+    """The current UTC time (see "Times")."""
+    return "SYSDATE()"
 
 
 def _stale_before():
@@ -303,77 +358,222 @@ def _stale_before():
     return f"DATEADD(minute, -{STALE_CLAIM_MINUTES}, {_now_sql()})"
 
 
-def _claim(session, plan, load_id):
-    """Claim the planned files for this CALL; returns those it got (another CALL may have won some)."""
-    if not plan:
-        return []
-    values = ", ".join(
-        f"({_q(s['key'])}, {_q(s['dataset'])}, {_q(s['name'])}, {_q(s['checksum'])}, {s['size']}, {len(s['objects'])})"
-        for s in plan
+def _decide(sources, tracked, checksums):
+    """What to do with each source file, from LOAD_TRACKING as read: (the files to load, the others' results).
+    ``checksums`` (see _checksums) gains the planned files, so a second file with the same content in this CALL is
+    a DUPLICATE of the first."""
+    plan, results = [], []
+    for key in sorted(sources):
+        src = sources[key]
+        row = tracked.get(key)
+        if row is not None and row["STATUS"] in DONE:
+            continue  # already handled by an earlier CALL
+        missing = _missing_parts(src)
+        if missing:
+            results.append(_result(src, "INCOMPLETE", first_error=missing))
+            continue
+        same = checksums.get(src["checksum"])
+        if same is not None and same["FILE_KEY"] != key:
+            if same["STATUS"] == "LOADING":
+                results.append(_result(src, "SKIPPED", first_error=_held_elsewhere(same)))
+            else:
+                results.append(_result(src, "DUPLICATE", duplicate_of=same["FILE_KEY"]))
+            continue
+        if row is not None and row["STATUS"] == "LOADING" and not row["STALE"]:
+            results.append(_result(src, "SKIPPED", first_error=_held(row)))
+            continue
+        plan.append(src)
+        checksums.setdefault(src["checksum"], {"FILE_KEY": key, "STATUS": "PLANNED"})
+    return plan, results
+
+
+def _held(row):
+    return (
+        f"being loaded by CALL {row['LOAD_ID']} (claimed at {row['CLAIMED_AT']} UTC); if that CALL died, a CALL "
+        f"made {STALE_CLAIM_MINUTES} minutes after the claim takes the file over"
     )
-    session.sql(
-        f"MERGE INTO {TRACKING} t USING (SELECT column1 AS FILE_KEY, column2 AS DATASET, column3 AS FILE_NAME, "
-        f"column4 AS CONTENT_CHECKSUM, column5 AS SIZE_BYTES, column6 AS PARTS FROM VALUES {values}) s "
-        "ON t.FILE_KEY = s.FILE_KEY "
-        f"WHEN MATCHED AND (t.STATUS = 'FAILED' OR (t.STATUS = 'LOADING' AND t.CLAIMED_AT < {_stale_before()})) THEN UPDATE SET "
-        f"STATUS = 'LOADING', LOAD_ID = {_q(load_id)}, CLAIMED_AT = {_now_sql()}, ATTEMPTS = t.ATTEMPTS + 1, "
-        "ROWS_PARSED = NULL, ROWS_LOADED = NULL, ROWS_REJECTED = NULL, FIRST_ERROR = NULL, FINISHED_AT = NULL, "
-        "SIZE_BYTES = s.SIZE_BYTES, PARTS = s.PARTS "
-        "WHEN NOT MATCHED THEN INSERT (FILE_KEY, DATASET, FILE_NAME, CONTENT_CHECKSUM, SIZE_BYTES, PARTS, STATUS, "
-        f"LOAD_ID, CLAIMED_AT, ATTEMPTS) VALUES (s.FILE_KEY, s.DATASET, s.FILE_NAME, s.CONTENT_CHECKSUM, s.SIZE_BYTES, "
-        f"s.PARTS, 'LOADING', {_q(load_id)}, {_now_sql()}, 1)"
-    ).collect()
-    mine = {
-        r["FILE_KEY"]
-        for r in session.sql(
-            f"SELECT FILE_KEY FROM {TRACKING} WHERE LOAD_ID = {_q(load_id)} AND STATUS = 'LOADING'"
-        ).collect()
-    }
-    return [s for s in plan if s["key"] in mine]
 
 
-def _record_duplicate(session, src, duplicate_of, load_id):
+def _held_elsewhere(row):
+    return (
+        f"the same content is being loaded as {row['FILE_KEY']} by CALL {row['LOAD_ID']}; a CALL made after that "
+        "one finishes records this file as its duplicate (or loads it, if that load fails)"
+    )
+
+
+def _claim(session, sources, load_id, refresh=None):
+    """Decide and claim in one transaction under RAW.LOAD_LOCK (see "Claims" in the module docstring). Returns the
+    files this CALL claimed and the results of the others. With ``refresh`` (datasets), the full refresh's emptying
+    of their RAW tables, rejects and tracking is part of the same transaction."""
+    if not sources and not refresh:
+        return [], []  # nothing to decide: no need to wait for the lock
+    session.sql("BEGIN").collect()
+    try:
+        _take_lock(session, load_id)
+        if refresh:
+            _truncate(session, refresh)
+        tracked = _tracked(session, sources)
+        plan, results = _decide(sources, tracked, _checksums(session, sources))
+        _write_claims(session, plan, tracked, load_id)
+        _record_duplicates(session, sources, results, tracked, load_id)
+        mine = {
+            r["FILE_KEY"]
+            for r in session.sql(
+                f"SELECT FILE_KEY FROM {TRACKING} WHERE LOAD_ID = {_q(load_id)} AND STATUS = 'LOADING'"
+            ).collect()
+        }
+        session.sql("COMMIT").collect()
+    except Exception:
+        _rollback(session)
+        raise
+    for src in plan:
+        if src["key"] not in mine:  # a take-over the holder's own outcome overtook: it is done, or failed again
+            results.append(
+                _result(
+                    src, "SKIPPED", first_error="being loaded by the CALL that held it, which finished it meanwhile"
+                )
+            )
+    return [s for s in plan if s["key"] in mine], results
+
+
+def _take_lock(session, load_id):
+    """The claim transaction's first statement: wait for the claim lock (held until COMMIT or ROLLBACK)."""
+    rows = session.sql(f"UPDATE {LOCK} SET HELD_BY = {_q(load_id)}, TAKEN_AT = {_now_sql()}").collect()
+    if not rows or not int(rows[0][0]):
+        raise RuntimeError(
+            f"{LOCK} has no row, so CALLs cannot take turns claiming files: run the migrations (netflix-elt deploy, "
+            "or schemachange deploy), which create it with its row"
+        )
+
+
+def _rollback(session):
+    """Roll the claim transaction back. An error doing so is returned, not raised: the error that brought us here
+    is the one to report (and a session that cannot roll back has lost its transaction anyway)."""
+    try:
+        session.sql("ROLLBACK").collect()
+    except Exception as e:
+        return e
+    return None
+
+
+def _write_claims(session, plan, tracked, load_id):
+    """Claim the planned files: insert the new ones, take over the FAILED and stale ones (re-checking that status,
+    which only the holder's own outcome can have changed since it was read)."""
+    new = [s for s in plan if s["key"] not in tracked]
+    _insert_rows(
+        session,
+        f"{TRACKING} (FILE_KEY, DATASET, FILE_NAME, CONTENT_CHECKSUM, SIZE_BYTES, PARTS, STATUS, LOAD_ID, CLAIMED_AT, "
+        "ATTEMPTS)",
+        [
+            f"({_q(s['key'])}, {_q(s['dataset'])}, {_q(s['name'])}, {_q(s['checksum'])}, {s['size']}, "
+            f"{len(s['objects'])}, 'LOADING', {_q(load_id)}, {_now_sql()}, 1)"
+            for s in new
+        ],
+    )
+    taken = [s for s in plan if s["key"] in tracked]
+    if not taken:
+        return
+    values = ", ".join(f"({_q(s['key'])}, {s['size']}, {len(s['objects'])})" for s in taken)
     session.sql(
-        f"MERGE INTO {TRACKING} t USING (SELECT {_q(src['key'])} AS FILE_KEY) s ON t.FILE_KEY = s.FILE_KEY "
-        f"WHEN NOT MATCHED THEN INSERT (FILE_KEY, DATASET, FILE_NAME, CONTENT_CHECKSUM, SIZE_BYTES, PARTS, STATUS, "
-        "DUPLICATE_OF, ROWS_PARSED, ROWS_LOADED, ROWS_REJECTED, LOAD_ID, CLAIMED_AT, FINISHED_AT, ATTEMPTS) VALUES ("
-        f"{_q(src['key'])}, {_q(src['dataset'])}, {_q(src['name'])}, {_q(src['checksum'])}, {src['size']}, "
-        f"{len(src['objects'])}, 'DUPLICATE', {_q(duplicate_of)}, 0, 0, 0, {_q(load_id)}, {_now_sql()}, "
-        f"{_now_sql()}, 1)"
+        f"MERGE INTO {TRACKING} t USING (SELECT column1 AS FILE_KEY, column2 AS SIZE_BYTES, column3 AS PARTS "
+        f"FROM VALUES {values}) s ON t.FILE_KEY = s.FILE_KEY "
+        f"WHEN MATCHED AND (t.STATUS = 'FAILED' OR (t.STATUS = 'LOADING' AND t.CLAIMED_AT < {_stale_before()})) "
+        f"THEN UPDATE SET STATUS = 'LOADING', LOAD_ID = {_q(load_id)}, CLAIMED_AT = {_now_sql()}, "
+        "ATTEMPTS = t.ATTEMPTS + 1, ROWS_PARSED = NULL, ROWS_LOADED = NULL, ROWS_REJECTED = NULL, FIRST_ERROR = NULL, "
+        "STARTED_AT = NULL, FINISHED_AT = NULL, SIZE_BYTES = s.SIZE_BYTES, PARTS = s.PARTS"
     ).collect()
+
+
+def _record_duplicates(session, sources, results, tracked, load_id):
+    """Record the DUPLICATE results: a new tracking row, or the file's FAILED or stale row marked DUPLICATE."""
+    duplicates = [(sources[r["file"]], r["duplicate_of"]) for r in results if r["status"] == "DUPLICATE"]
+    for src, of in duplicates:
+        if src["key"] in tracked:
+            session.sql(
+                f"UPDATE {TRACKING} SET STATUS = 'DUPLICATE', DUPLICATE_OF = {_q(of)}, ROWS_PARSED = 0, "
+                f"ROWS_LOADED = 0, ROWS_REJECTED = 0, FIRST_ERROR = NULL, LOAD_ID = {_q(load_id)}, "
+                f"FINISHED_AT = {_now_sql()} WHERE FILE_KEY = {_q(src['key'])}"
+            ).collect()
+    _insert_rows(
+        session,
+        f"{TRACKING} (FILE_KEY, DATASET, FILE_NAME, CONTENT_CHECKSUM, SIZE_BYTES, PARTS, STATUS, DUPLICATE_OF, "
+        "ROWS_PARSED, ROWS_LOADED, ROWS_REJECTED, LOAD_ID, CLAIMED_AT, FINISHED_AT, ATTEMPTS)",
+        [
+            f"({_q(s['key'])}, {_q(s['dataset'])}, {_q(s['name'])}, {_q(s['checksum'])}, {s['size']}, "
+            f"{len(s['objects'])}, 'DUPLICATE', {_q(of)}, 0, 0, 0, {_q(load_id)}, {_now_sql()}, {_now_sql()}, 1)"
+            for s, of in duplicates
+            if s["key"] not in tracked
+        ],
+    )
+
+
+def _insert_rows(session, target, rows):
+    """INSERT INTO target VALUES rows (SQL tuples, any iterable), in statements of at most about MAX_INSERT_BYTES
+    of SQL text. Returns how many rows were inserted."""
+    batch: list[str] = []
+    size = count = 0
+    for row in rows:
+        n = len(row.encode("utf-8")) + 2
+        if batch and size + n > MAX_INSERT_BYTES:
+            session.sql(f"INSERT INTO {target} VALUES {', '.join(batch)}").collect()
+            batch, size = [], 0
+        batch.append(row)
+        size += n
+        count += 1
+    if batch:
+        session.sql(f"INSERT INTO {target} VALUES {', '.join(batch)}").collect()
+    return count
 
 
 # -- loading -----------------------------------------------------------------------------------------------------
 
 
-def copy_statement(contract, objects, load_id, force=False):
-    """The COPY INTO that loads a source file's staged objects into its RAW table, lineage columns filled."""
+def copy_statement(contract, objects, load_id, force=False, loaded_at=None):
+    """The COPY INTO that loads a source file's staged objects into its RAW table, lineage columns filled, rejecting
+    rows with too few or too many fields (see "Field counts"). ``loaded_at``: the UTC time for LOADED_AT (a
+    datetime, default now), written as a literal (see "Times")."""
+    n = len(contract.columns)
     columns = [c.raw_name for c in contract.columns] + [name for name, _ in contracts.LINEAGE_COLUMNS]
-    fields = ", ".join(f"${i}" for i in range(1, len(contract.columns) + 1))
+    values = [f"NULLIF(NULLIF(${i}, ''), {_q(NULL_TEXT)})" for i in range(1, n + 1)]
+    # the first column is NOT NULL in every contract: NULL there rejects the row; the re-read says why
+    values[0] = f"CASE WHEN ${n} IS NULL OR ${n + 1} IS NOT NULL THEN NULL ELSE {values[0]} END"
     files = ", ".join(_q(o) for o in objects)
     return (
-        f"COPY INTO {contract.qualified_raw_table} ({', '.join(columns)}) FROM (SELECT {fields}, METADATA$FILENAME, "
-        f"METADATA$FILE_ROW_NUMBER, {_q(load_id)}, {_now_sql()} FROM @{STAGE}) "
-        f"FILES = ({files}) FILE_FORMAT = (FORMAT_NAME = '{FILE_FORMAT}') ON_ERROR = CONTINUE"
+        f"COPY INTO {contract.qualified_raw_table} ({', '.join(columns)}) FROM (SELECT {', '.join(values)}, "
+        f"METADATA$FILENAME, METADATA$FILE_ROW_NUMBER, {_q(load_id)}, {_timestamp(loaded_at)} FROM @{STAGE}) "
+        f"FILES = ({files}) FILE_FORMAT = (FORMAT_NAME = '{LOAD_FILE_FORMAT}') ON_ERROR = CONTINUE"
         + (" FORCE = TRUE" if force else "")
     )
 
 
-def _load(session, src, load_id, force):
+def _timestamp(value):
+    """A TIMESTAMP_NTZ literal of a UTC time (a datetime, or the text SYSDATE() returned; default now)."""
+    if value is None:
+        value = datetime.datetime.now(datetime.UTC).replace(tzinfo=None)
+    text = value.isoformat(sep=" ") if isinstance(value, datetime.datetime) else str(value)
+    return f"{_q(text)}::TIMESTAMP_NTZ"
+
+
+def _sysdate(session):
+    return session.sql(f"SELECT {_now_sql()}").collect()[0][0]
+
+
+def _load(session, src, load_id, stage_path, force):
     contract = contracts.CONTRACTS[src["dataset"]]
     table = contract.qualified_raw_table
-    copy = copy_statement(contract, src["objects"], load_id, force)
-    # when the COPY started is recorded with the outcome (one statement per file fewer), on the same clock
-    started = time.monotonic()
+    stored = _stored_names(src["objects"], stage_path)
     parsed = loaded = rejected = 0
     first_error = None
     unreadable = False
+    started_at = None
     try:
+        started_at = _sysdate(session)  # STARTED_AT, and every loaded row's LOADED_AT
+        copy = copy_statement(contract, src["objects"], load_id, force, loaded_at=started_at)
         rows = [r.as_dict() for r in session.sql(copy).collect()]
         if rows and "status" in rows[0] and len(rows[0]) == 1:
             # the load metadata says these objects were loaded already. If their rows are in RAW, an earlier CALL
             # committed its COPY but not its tracking: count them rather than load them twice. If not, load again.
-            parsed = loaded = _rows_in_raw(session, table, src["objects"])
+            parsed = loaded = _rows_in_raw(session, table, stored)
             if not loaded:
                 rows = [r.as_dict() for r in session.sql(copy + " FORCE = TRUE").collect()]
             else:  # and the rows that CALL recorded as rejected
@@ -390,10 +590,13 @@ def _load(session, src, load_id, force):
             unreadable = unreadable or (r.get("status") == "LOAD_FAILED" and not r.get("rows_parsed"))
         rejected = parsed - loaded
         if rejected and rows and "rows_parsed" in rows[0]:
-            recorded = _record_rejects(session, contract, src, load_id)
-            if recorded != rejected and first_error is None:
-                first_error = f"{rejected} rows rejected, {recorded} recorded"
-        disallowed, disallowed_error = _reject_disallowed_values(session, contract, src, load_id)
+            recorded, reason = _record_rejects(session, contract, src, load_id)
+            moved = _drop_rows_rejected_on_reread(session, table, src, load_id, stored) if recorded else 0
+            loaded, rejected = loaded - moved, rejected + moved
+            first_error = reason or first_error
+            if recorded < rejected:
+                first_error = "; ".join(t for t in (first_error, _not_recorded(rejected, recorded)) if t)
+        disallowed, disallowed_error = _reject_disallowed_values(session, contract, src, load_id, stored)
         loaded -= disallowed
         rejected += disallowed
         first_error = first_error or disallowed_error
@@ -401,25 +604,36 @@ def _load(session, src, load_id, force):
         status = "FAILED" if failed else ("PARTIALLY_LOADED" if rejected else "LOADED")
     except Exception as e:  # one file's failure must not lose the others' results
         status, first_error = "FAILED", _error_text(e)
+    started = _timestamp(started_at) if started_at is not None else "NULL"
     session.sql(
         f"UPDATE {TRACKING} SET STATUS = {_q(status)}, ROWS_PARSED = {parsed}, ROWS_LOADED = {loaded}, "
-        f"ROWS_REJECTED = {rejected}, FIRST_ERROR = {_q(first_error)}, "
-        f"STARTED_AT = DATEADD(millisecond, -{int((time.monotonic() - started) * 1000)}, {_now_sql()}), "
-        f"FINISHED_AT = {_now_sql()} "
-        f"WHERE FILE_KEY = {_q(src['key'])} AND LOAD_ID = {_q(load_id)}"
+        f"ROWS_REJECTED = {rejected}, FIRST_ERROR = {_q(first_error)}, STARTED_AT = {started}, "
+        f"FINISHED_AT = {_now_sql()} WHERE FILE_KEY = {_q(src['key'])} AND LOAD_ID = {_q(load_id)}"
     ).collect()
     return _result(src, status, parsed, loaded, rejected, first_error)
+
+
+def _not_recorded(rejected, recorded):
+    why = f" (it keeps the first {MAX_REJECTS_RECORDED:,} of a file)" if recorded >= MAX_REJECTS_RECORDED else ""
+    return f"{rejected - recorded:,} of the {rejected:,} rejected rows are not recorded in {REJECTS}{why}"
 
 
 def _rejects_recorded(session, src):
     return int(session.sql(f"SELECT COUNT(*) FROM {REJECTS} WHERE FILE_KEY = {_q(src['key'])}").collect()[0][0])
 
 
-def _rows_in_raw(session, table, objects):
-    return int(session.sql(f"SELECT COUNT(*) FROM {table} WHERE SOURCE_FILE IN ({_in_list(objects)})").collect()[0][0])
+def _rows_in_raw(session, table, stored):
+    return int(session.sql(f"SELECT COUNT(*) FROM {table} WHERE SOURCE_FILE IN ({_in_list(stored)})").collect()[0][0])
 
 
-def _reject_disallowed_values(session, contract, src, load_id):
+def _staged_file_sql(objects):
+    """SQL for LOAD_REJECTS.STAGED_FILE (the stage-relative key) of a RAW row of these objects, whichever form its
+    SOURCE_FILE has: its last len(key) characters (a file's objects have keys of one length: the file, or its parts
+    ``.partNNNNofNNNN.csv.gz``; a file staged both whole and in parts is never loaded)."""
+    return f"RIGHT(SOURCE_FILE, {len(objects[0])})"
+
+
+def _reject_disallowed_values(session, contract, src, load_id, stored):
     """Move the file's rows whose values the contract does not allow (a rating of 7.0 or 3.7: NUMBER(2,1) holds them,
     the contract does not) from the RAW table to LOAD_REJECTS, rejected records first, so that no row is lost even if
     the CALL dies in between. Returns how many rows were moved and the first one's error."""
@@ -438,14 +652,15 @@ def _reject_disallowed_values(session, contract, src, load_id):
         return _q(f'"{contract.raw_table}"["{c.raw_name}":{i}]')
 
     table = contract.qualified_raw_table
-    where = f"SOURCE_FILE IN ({_in_list(src['objects'])}) AND ({' OR '.join(breaks(c) for _, c in checked)})"
+    where = f"SOURCE_FILE IN ({_in_list(stored)}) AND ({' OR '.join(breaks(c) for _, c in checked)})"
     error = "CASE " + " ".join(f"WHEN {breaks(c)} THEN {message(c)}" for _, c in checked) + " END"
     column = "CASE " + " ".join(f"WHEN {breaks(c)} THEN {position(i, c)}" for i, c in checked) + " END"
     record = " || ',' || ".join(_csv_field_sql(c) for c in contract.columns)
     moved = session.sql(
         f"INSERT INTO {REJECTS} (LOAD_ID, FILE_KEY, STAGED_FILE, LINE, ROW_NUMBER, COLUMN_NAME, ERROR, ERROR_CODE, "
-        f"REJECTED_RECORD, REJECTED_AT) SELECT {_q(load_id)}, {_q(src['key'])}, SOURCE_FILE, SOURCE_ROW_NUMBER + 1, "
-        f"SOURCE_ROW_NUMBER, {column}, {error}, NULL, {record}, {_now_sql()} FROM {table} WHERE {where}"
+        f"REJECTED_RECORD, REJECTED_AT) SELECT {_q(load_id)}, {_q(src['key'])}, {_staged_file_sql(src['objects'])}, "
+        f"SOURCE_ROW_NUMBER + 1, SOURCE_ROW_NUMBER, {column}, {error}, NULL, {record}, {_now_sql()} FROM {table} "
+        f"WHERE {where}"
     ).collect()
     count = int(moved[0][0]) if moved else 0
     if not count:
@@ -470,33 +685,63 @@ def _csv_field_sql(column):
 
 
 def _record_rejects(session, contract, src, load_id):
-    """Re-read the file in validation mode (which Snowflake allows only without transformation, hence a temporary
-    table shaped like the file) and record every rejected row."""
-    shape = "LOAD_SHAPE_" + contract.raw_table
-    cols = ", ".join(f"{c.raw_name} {c.sql_type}{'' if c.nullable else ' NOT NULL'}" for c in contract.columns)
-    session.sql(f"CREATE OR REPLACE TEMPORARY TABLE {shape} ({cols})").collect()
+    """Re-read the file in validation mode (which Snowflake allows only without transformation, hence the permanent,
+    always empty RAW.LOAD_SHAPE_<table> shaped like the file) and record its rejected rows: streamed, at most
+    MAX_REJECTS_RECORDED, in INSERTs of bounded size. Returns how many were recorded and the first one's error."""
     files = ", ".join(_q(o) for o in src["objects"])
     errors = session.sql(
-        f"COPY INTO {shape} FROM @{STAGE} FILES = ({files}) FILE_FORMAT = (FORMAT_NAME = '{FILE_FORMAT}') "
-        "VALIDATION_MODE = RETURN_ALL_ERRORS"
+        f"COPY INTO {SHAPE_TABLE_PREFIX}{contract.raw_table} FROM @{STAGE} FILES = ({files}) "
+        f"FILE_FORMAT = (FORMAT_NAME = '{FILE_FORMAT}') VALIDATION_MODE = RETURN_ALL_ERRORS"
+    ).to_local_iterator()
+    first: list = []
+
+    def records():
+        n = 0
+        for e in errors:
+            d = {k.upper(): v for k, v in e.as_dict().items()}
+            if not d.get("ERROR"):  # not an error row (a status row: nothing to validate)
+                continue
+            if n >= MAX_REJECTS_RECORDED:
+                return
+            n += 1
+            staged, line, error = _relative(str(d.get("FILE"))), d.get("LINE"), _cut(d.get("ERROR"), 2000)
+            if not first or (staged, line or 0) < first[0][:2]:
+                first[:] = [(staged, line or 0, error)]
+            yield (
+                f"({_q(load_id)}, {_q(src['key'])}, {_q(staged)}, {_num(line)}, {_num(d.get('ROW_NUMBER'))}, "
+                f"{_q(_cut(d.get('COLUMN_NAME'), 1000))}, {_q(error)}, {_num(d.get('CODE'))}, "
+                f"{_q(_cut(d.get('REJECTED_RECORD'), MAX_RECORD_CHARS))}, {_now_sql()})"
+            )
+
+    recorded = _insert_rows(
+        session,
+        f"{REJECTS} (LOAD_ID, FILE_KEY, STAGED_FILE, LINE, ROW_NUMBER, COLUMN_NAME, ERROR, ERROR_CODE, "
+        "REJECTED_RECORD, REJECTED_AT)",
+        records(),
+    )
+    return recorded, first[0][2] if first else None
+
+
+def _drop_rows_rejected_on_reread(session, table, src, load_id, stored):
+    """Delete from RAW the rows of this load that the re-read recorded as rejected (the COPY loaded them: the two
+    readings disagree, e.g. on a quoted empty field). Returns how many were deleted."""
+    rejected = (
+        f"SELECT STAGED_FILE || '#' || ROW_NUMBER FROM {REJECTS} WHERE LOAD_ID = {_q(load_id)} "
+        f"AND FILE_KEY = {_q(src['key'])} AND ERROR_CODE IS NOT NULL"
+    )
+    deleted = session.sql(
+        f"DELETE FROM {table} WHERE LOAD_ID = {_q(load_id)} AND SOURCE_FILE IN ({_in_list(stored)}) "
+        f"AND {_staged_file_sql(src['objects'])} || '#' || SOURCE_ROW_NUMBER IN ({rejected})"
     ).collect()
-    session.sql(f"DROP TABLE IF EXISTS {shape}").collect()
-    if not errors:
-        return 0
-    values = []
-    for e in errors:
-        d = {k.upper(): v for k, v in e.as_dict().items()}
-        values.append(
-            f"({_q(load_id)}, {_q(src['key'])}, {_q(_relative(str(d.get('FILE'))))}, {_num(d.get('LINE'))}, "
-            f"{_num(d.get('ROW_NUMBER'))}, {_q(d.get('COLUMN_NAME'))}, {_q(d.get('ERROR'))}, {_num(d.get('CODE'))}, "
-            f"{_q(d.get('REJECTED_RECORD'))}, {_now_sql()})"
-        )
-    for i in range(0, len(values), 1000):
-        session.sql(
-            f"INSERT INTO {REJECTS} (LOAD_ID, FILE_KEY, STAGED_FILE, LINE, ROW_NUMBER, COLUMN_NAME, ERROR, "
-            f"ERROR_CODE, REJECTED_RECORD, REJECTED_AT) VALUES {', '.join(values[i : i + 1000])}"
-        ).collect()
-    return len(values)
+    return int(deleted[0][0]) if deleted else 0
+
+
+def _cut(text, limit):
+    """Text cut to about limit characters, saying how long it was (None stays None)."""
+    if text is None:
+        return None
+    text = str(text)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text):,} characters in all)"
 
 
 def _num(v):
@@ -509,7 +754,8 @@ def _error_text(e):
 
 
 def _truncate(session, wanted):
-    """Full refresh: empty the RAW tables of the datasets and forget their tracking and rejects."""
+    """Full refresh: empty the RAW tables of the datasets and forget their tracking and rejects (inside the claim
+    transaction: TRUNCATE is DML in Snowflake, so it does not end the transaction)."""
     for d in wanted:
         session.sql(f"TRUNCATE TABLE {contracts.CONTRACTS[d].qualified_raw_table}").collect()
     session.sql(
@@ -538,6 +784,23 @@ def _result(src, status, parsed=0, loaded=0, rejected=0, first_error=None, dupli
     return out
 
 
+# files a later CALL loads: (status, why, when)
+WAITING_REASONS = (
+    ("INCOMPLETE", "not completely staged", "a CALL made once every part is staged loads it"),
+    ("SKIPPED", "held by another CALL", "a CALL made after that CALL finishes loads or counts it"),
+)
+
+
+def _status(totals):
+    """FAILED if a file failed; else WAITING if files were left for a later CALL (held by another CALL or not
+    completely staged); else PARTIAL if rows were rejected; else SUCCESS."""
+    if totals["failed"]:
+        return "FAILED"
+    if totals["incomplete"] or totals["skipped"]:
+        return "WAITING"
+    return "PARTIAL" if totals["rows_rejected"] else "SUCCESS"
+
+
 def _summary(load_id, results, ignored, started, dry_run, full_refresh):
     totals = {
         "files": len(results),
@@ -558,18 +821,20 @@ def _summary(load_id, results, ignored, started, dry_run, full_refresh):
         status = "NOTHING_TO_LOAD"
         message = "nothing to load" + ("" if ignored else ": every staged file is already loaded")
     else:
-        status = "FAILED" if totals["failed"] else ("PARTIAL" if totals["rows_rejected"] else "SUCCESS")
+        status = _status(totals)
         message = (
             f"{totals['loaded'] + totals['partially_loaded']} file(s) loaded, {totals['rows_loaded']:,} rows; "
             f"{totals['rows_rejected']:,} rows rejected (see RAW.LOAD_REJECTS); {totals['failed']} file(s) failed; "
             f"{totals['duplicates']} duplicate(s) skipped"
         )
-        for left, what in (("INCOMPLETE", "not completely staged"), ("SKIPPED", "held by another CALL")):
+        for left, what, then in WAITING_REASONS:
             waiting = [r for r in results if r["status"] == left]
             if waiting:
-                message += f". {len(waiting)} file(s) {what}, left for a later CALL: " + "; ".join(
+                message += f". {len(waiting)} file(s) {what}, left for a later CALL ({then}): " + "; ".join(
                     f"{r['file']}: {r['first_error']}" for r in waiting[:3]
                 )
+        if status == "WAITING":
+            message = "WAITING: not every file could be loaded yet; run the load again later. " + message
         failed = [r for r in results if r["status"] == "FAILED"]
         if failed:
             message += ". Failed: " + "; ".join(f"{r['file']}: {r.get('first_error', 'unknown error')}" for r in failed)
