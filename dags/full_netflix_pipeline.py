@@ -5,9 +5,10 @@ Daily ELT of MovieLens files into Snowflake, in three steps that cannot run out 
 
 1. **upload_landed_files**: checks every file in the landing directory against the file contracts and uploads
    new content to the stage's S3 location (nothing is uploaded if any file is invalid). XCom: the stage keys.
-2. **run_db_raw_ingestion**: `CALL RAW.LOAD_RAW_FILES(<those keys>)`. XCom: the procedure's JSON summary. The
-   task fails, with the reason in one line of its log, when a file failed to load or when the share of rejected
-   rows is above `NETFLIX_ELT_MAX_REJECTED_SHARE` (default 0.01); then dbt does not run.
+2. **run_db_raw_ingestion**: `CALL RAW.LOAD_RAW_FILES(<those keys>)`, with AUTOCOMMIT on. XCom: the procedure's
+   JSON summary. The task fails, with the reason in one line of its log, when a file failed to load or when the
+   share of rejected rows is above `NETFLIX_ELT_MAX_REJECTED_SHARE` (default 0.01); it is retried when files are
+   held by another CALL or not completely staged (status WAITING). Either way dbt does not run on a partial load.
 3. **netflix_dbt_run**: the dbt project (astronomer-cosmos): one task per model and snapshot (`dbt build` of it: the
    model, its tests and unit tests), one per source (freshness), and one per relationship test once both of its
    models are built. A model whose tests fail stops the models downstream of it.
@@ -23,17 +24,13 @@ incremental).
 
 from __future__ import annotations
 
-import json
 import os
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pendulum
-from airflow.providers.common.sql.operators.sql import SQLExecuteQueryOperator
-from airflow.providers.snowflake.hooks.snowflake import SnowflakeHook
 from airflow.sdk import DAG, BaseHook, task
-from airflow.sdk.exceptions import AirflowFailException
 from cosmos import DbtTaskGroup, ExecutionConfig, ProfileConfig, ProjectConfig, RenderConfig
 from cosmos.constants import (
     InvocationMode,
@@ -49,6 +46,7 @@ from cosmos.profiles import (
 )
 
 from netflix_elt.dbt_runtime import speed_up_dbt
+from netflix_elt.load_task import LoadRawFilesOperator
 
 REPO = Path(__file__).resolve().parent.parent
 DBT_PROJECT = REPO / "netflix_dbt"
@@ -57,46 +55,6 @@ SNOWFLAKE_CONN_ID = "snowflake_default"
 # dbt may use its own connection (e.g. with role NETFLIX_TRANSFORMER while the load uses NETFLIX_LOADER)
 DBT_CONN_ID = os.environ.get("NETFLIX_ELT_DBT_CONN_ID", SNOWFLAKE_CONN_ID)
 AWS_CONN_ID = "aws_default"
-
-
-class SnowflakeHookWithProtocol(SnowflakeHook):
-    """SnowflakeHook that also passes the connection's ``protocol`` extra to the connector (the provider passes
-    host and port but not protocol, which the local emulator, served over http, needs). Real accounts: unchanged."""
-
-    def _get_conn_params(self) -> dict[str, Any]:
-        params: dict[str, Any] = dict(super()._get_conn_params())
-        extra = self.get_connection(self.get_conn_id()).extra_dejson
-        if extra.get("protocol"):
-            params["protocol"] = extra["protocol"]
-            params.setdefault("network_timeout", 3600)
-        return params
-
-
-class LoadRawFilesOperator(SQLExecuteQueryOperator):
-    """SQLExecuteQueryOperator on SnowflakeHookWithProtocol."""
-
-    @classmethod
-    def get_hook(cls, conn_id: str, hook_params: dict | None = None) -> SnowflakeHookWithProtocol:
-        return SnowflakeHookWithProtocol(snowflake_conn_id=conn_id, **(hook_params or {}))
-
-
-def load_summary_handler(cursor: Any) -> dict[str, Any]:
-    """The procedure's JSON summary (to XCom). Raises, with one readable line and no retry (retrying cannot fix the
-    data), when a file failed to load or too many rows were rejected."""
-    value = cursor.fetchone()[0]
-    summary: dict[str, Any] = json.loads(value) if isinstance(value, str) else value
-    totals = summary.get("totals", {})
-    max_share = float(os.environ.get("NETFLIX_ELT_MAX_REJECTED_SHARE", "0.01"))
-    parsed = totals.get("rows_parsed", 0) or 0
-    rejected = totals.get("rows_rejected", 0) or 0
-    if totals.get("failed"):
-        raise AirflowFailException(f"load failed: {summary.get('message')}")
-    if parsed and rejected / parsed > max_share:
-        raise AirflowFailException(
-            f"load rejected {rejected:,} of {parsed:,} rows ({rejected / parsed:.1%}), above the allowed "
-            f"{max_share:.1%} (NETFLIX_ELT_MAX_REJECTED_SHARE); see RAW.LOAD_REJECTS for load {summary.get('load_id')}"
-        )
-    return summary
 
 
 def _s3_client() -> Any:
@@ -170,9 +128,7 @@ with DAG(
         task_id="run_db_raw_ingestion",
         conn_id=SNOWFLAKE_CONN_ID,
         # the keys just uploaded; with none, the procedure still picks up any staged file not loaded yet
-        sql="CALL RAW.LOAD_RAW_FILES(PARSE_JSON(%(files)s), FALSE, NULL, FALSE)",
-        parameters={"files": "{{ ti.xcom_pull(task_ids='upload_landed_files') | tojson }}"},
-        handler=load_summary_handler,
+        files="{{ ti.xcom_pull(task_ids='upload_landed_files') | tojson }}",
         show_return_value_in_logs=True,
         execution_timeout=timedelta(hours=2),
     )

@@ -33,6 +33,8 @@ Data and pipeline:
   netflix-elt run       all of it: start the stack, generate data if the landing directory is empty, deploy,
                         then one run of the Airflow DAG full_netflix_pipeline (upload >> load >> dbt)
   netflix-elt airflow   the Airflow UI on 127.0.0.1 with the DAG and connections to the local stack
+  netflix-elt certify   certify the whole pipeline on your Snowflake account in a throwaway database
+                        (--local: on the local stack)
 
 Settings come from the environment or a .env file; see netflix_elt/config.py.
 """
@@ -76,7 +78,12 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser(
         "load",
         help="CALL RAW.LOAD_RAW_FILES: load new staged files into RAW",
-        description="Load staged files that are not loaded yet into their RAW tables and print the summary.",
+        description=(
+            "Load staged files that are not loaded yet into their RAW tables and print the summary. Exit status: 0\n"
+            "loaded (rejected rows, if any, are in RAW.LOAD_REJECTS); 1 a file failed; 3 files were held by another\n"
+            "CALL or not completely staged (WAITING): run the load again later."
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("files", nargs="*", help="stage keys to load (default: every new staged file)")
     p.add_argument("--full-refresh", action="store_true", help="empty RAW and reload every staged file")
@@ -97,6 +104,10 @@ def main(argv: list[str] | None = None) -> int:
     from . import report
 
     report.register_cli(sub)
+
+    from . import certify
+
+    certify.register_cli(sub)
 
     p = sub.add_parser(
         "run",
@@ -204,7 +215,8 @@ def cmd_load(args: argparse.Namespace) -> int:
         LocalStack().up()
     summary = pipeline.load(args.files or None, args.full_refresh, args.dataset, args.dry_run)
     print(json.dumps(summary, indent=2) if args.json else pipeline.format_load_summary(summary))
-    return 1 if summary["status"] == "FAILED" else 0
+    # WAITING: files held by another CALL or not completely staged; a later load picks them up
+    return {"FAILED": 1, "WAITING": 3}.get(summary["status"], 0)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -329,7 +341,7 @@ def _run_direct(
     )
     if not built["success"]:
         print(textwrap.indent(transform.format_summary(built), "  "), file=sys.stderr)
-    return summary, summary["status"] != "FAILED" and bool(built["success"])
+    return summary, summary["status"] not in ("FAILED", "WAITING") and bool(built["success"])
 
 
 def _run_dag(

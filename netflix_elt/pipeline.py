@@ -50,8 +50,11 @@ def target_env(settings: Settings | None = None) -> dict[str, str]:
 
 @contextmanager
 def connect(settings: Settings | None = None, **overrides: Any) -> Iterator[Any]:
-    """A connector connection to the target (local emulator or real account), schema RAW."""
+    """A connector connection to the target (local emulator or real account), schema RAW, with AUTOCOMMIT on
+    whatever the account's or user's default (a CALL in a session with AUTOCOMMIT off fails on Snowflake when the
+    procedure's statements begin a transaction)."""
     settings = settings or Settings.from_env()
+    overrides = {"autocommit": True, **overrides}
     if is_local():
         conn = LocalStack(settings).connect(schema="RAW", **overrides)
     else:
@@ -164,8 +167,9 @@ def load_call_sql(
     dry_run: bool = False,
 ) -> tuple[str, tuple[Any, ...]]:
     """The CALL statement (with bound parameters) that loads the given files (all new files when None)."""
-    files_sql = "PARSE_JSON(%s)" if files else "NULL"
-    datasets_sql = "PARSE_JSON(%s)" if datasets else "NULL"
+    # FILES and DATASETS are ARRAY parameters: the bound JSON text is parsed and cast to their type
+    files_sql = "PARSE_JSON(%s)::ARRAY" if files else "NULL"
+    datasets_sql = "PARSE_JSON(%s)::ARRAY" if datasets else "NULL"
     params: list[Any] = []
     if files:
         params.append(json.dumps(list(files)))

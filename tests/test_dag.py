@@ -174,3 +174,73 @@ def test_rejected_rows_over_the_limit_fail_the_load_and_skip_dbt(airflow_env: di
     assert result.log is not None
     reason = [line for line in result.log.read_text().splitlines() if "load rejected 10 of 11 rows" in line]
     assert reason and "NETFLIX_ELT_MAX_REJECTED_SHARE" in reason[0], result.log
+
+
+OPERATOR = """
+import json, sys
+from netflix_elt.load_task import LoadRawFilesOperator
+op = LoadRawFilesOperator(
+    task_id="run_db_raw_ingestion", conn_id="snowflake_default", files=sys.argv[1], autocommit=sys.argv[2] == "on"
+)
+try:
+    print(json.dumps({"summary": op.execute(context={})}))
+except Exception as e:
+    print(json.dumps({"error": f"{type(e).__name__}: {e}"}))
+"""
+
+
+def test_load_operator_runs_the_call_with_autocommit_on(airflow_env: dict[str, str]) -> None:
+    """The DAG's load task is SQLExecuteQueryOperator's own code path (SnowflakeHook.run). With its default,
+    autocommit=False, the hook turns the session's AUTOCOMMIT off and Snowflake rolls back the procedure's open
+    transaction with an error; the DAG's operator runs the CALL with AUTOCOMMIT on."""
+    from netflix_elt.config import Settings
+    from uploader import upload
+
+    root = Path(airflow_env["_ROOT"])
+    keys = {}
+    for day in (dt.date(2023, 11, 1), dt.date(2023, 11, 2)):
+        landing = root / f"operator-{day:%Y%m%d}"
+        generate_daily(landing, day, scale="tiny", seed=11)
+        for p in landing.iterdir():
+            if not p.name.startswith("ratings_"):
+                p.unlink()
+        settings = stack_of(airflow_env).settings
+        assert isinstance(settings, Settings)
+        report = upload(
+            landing,
+            bucket=settings.bucket,
+            prefix=settings.prefix,
+            s3_client=stack_of(airflow_env).s3_client(),
+            progress=False,
+        )
+        keys[day] = report.uploaded_keys
+
+    def operate(files: list[str], autocommit: str) -> dict[str, Any]:
+        proc = subprocess.run(
+            [sys.executable, "-c", OPERATOR, json.dumps(files), autocommit],
+            env=airflow_env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+            cwd=REPO,
+        )
+        assert proc.stdout.strip(), proc.stderr[-3000:]
+        return dict(json.loads(proc.stdout.strip().splitlines()[-1]))
+
+    done = operate(keys[dt.date(2023, 11, 1)], "on")
+    assert "summary" in done, done
+    assert done["summary"]["status"] == "SUCCESS" and done["summary"]["totals"]["loaded"] == 1, done
+
+    refused = operate(keys[dt.date(2023, 11, 2)], "off")
+    assert "error" in refused, refused
+    assert "Scoped transaction started in stored procedure is incomplete" in refused["error"], refused
+    # what the rolled-back CALL had copied is gone: no row of that file in RAW
+    (key,) = keys[dt.date(2023, 11, 2)]
+    assert (
+        sql(
+            airflow_env,
+            f"SELECT COUNT(*) FROM RAW.RATINGS WHERE LOAD_ID IN (SELECT LOAD_ID FROM "
+            f"RAW.LOAD_TRACKING WHERE FILE_KEY = '{key}')",
+        )[0][0]
+        == 0
+    )
