@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 CLI := $(VENV)/bin/netflix-elt
 
 .DEFAULT_GOAL := help
-.PHONY: help install run airflow docs docs-serve test lint typecheck up down status reset generate bench bench-generate bench-upload bench-dag lock clean
+.PHONY: help install run airflow docs docs-serve test lint typecheck up down status reset generate bench bench-generate bench-upload bench-dag lock clean smoke-snowflake
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -81,6 +81,9 @@ bench-upload: install ## uploader memory/throughput benchmark on a ~1 GB file
 
 bench-dag: install ## the Airflow DAG run vs the same steps run directly, 2 rounds (SCALE=small by default)
 	$(PY) benchmarks/dag_vs_direct.py --scale $(or $(SCALE),small)
+
+smoke-snowflake: install ## certify the whole pipeline on your Snowflake account in a throwaway database (skips without SNOWFLAKE_ACCOUNT)
+	$(CLI) certify
 
 lock: ## re-resolve requirements.lock from pyproject.toml
 	@test -x $(UV) || { $(PYTHON) -m venv $(VENV) && $(PY) -m pip install --quiet "uv==0.13.9"; }

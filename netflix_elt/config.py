@@ -19,6 +19,8 @@ same code at a real Snowflake account and S3 bucket, set the variables below (in
 | ``SNOWFLAKE_DATABASE`` / ``SNOWFLAKE_WAREHOUSE`` / ``SNOWFLAKE_ROLE`` | ``NETFLIX`` / ``COMPUTE_WH`` / none | where to work (none: the user's default role) |
 | ``NETFLIX_ELT_BUCKET`` / ``NETFLIX_ELT_PREFIX`` | ``netflix-landing`` / ``movielens/`` | S3 location the stage reads |
 | ``AWS_ENDPOINT_URL`` | the local S3 server | unset for real AWS (default credential chain) |
+| ``NETFLIX_ELT_STORAGE_INTEGRATION`` | none | storage integration of the stage on a real account (``netflix-elt certify`` needs it) |
+| ``NETFLIX_ELT_CERTIFY_PREFIX`` | ``<NETFLIX_ELT_PREFIX>_certify/`` | where ``netflix-elt certify`` stages its files, one folder per run (deleted at the end) |
 """
 
 from __future__ import annotations
@@ -54,19 +56,25 @@ class Settings:
     prefix: str
     database: str
     warehouse: str
+    storage_integration: str = ""
+    certify_prefix: str = "movielens/_certify/"
 
     @classmethod
     def from_env(cls) -> Settings:
         load_dotenv_file()
+        prefix = _env("NETFLIX_ELT_PREFIX", "movielens/")
         return cls(
             stack_dir=Path(_env("NETFLIX_ELT_STACK_DIR", ".stack")).resolve(),
             s3_port=int(_env("NETFLIX_ELT_S3_PORT", "9410")),
             snowflake_port=int(_env("NETFLIX_ELT_SNOWFLAKE_PORT", "8410")),
             airflow_port=int(_env("NETFLIX_ELT_AIRFLOW_PORT", "8480")),
             bucket=_env("NETFLIX_ELT_BUCKET", "netflix-landing"),
-            prefix=_env("NETFLIX_ELT_PREFIX", "movielens/"),
+            prefix=prefix,
             database=_env("SNOWFLAKE_DATABASE", "NETFLIX"),
             warehouse=_env("SNOWFLAKE_WAREHOUSE", "COMPUTE_WH"),
+            storage_integration=_env("NETFLIX_ELT_STORAGE_INTEGRATION", ""),
+            # under the stage's prefix, so a storage integration allowed to read that prefix reads it too
+            certify_prefix=_env("NETFLIX_ELT_CERTIFY_PREFIX", f"{prefix.strip('/')}/_certify/".lstrip("/")),
         )
 
     @property
