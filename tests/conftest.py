@@ -78,21 +78,28 @@ def monkeypatch_module() -> Iterator[pytest.MonkeyPatch]:
 
 
 @pytest.fixture(scope="module")
-def deployed_stack(
+def target_stack(
     tmp_path_factory: pytest.TempPathFactory, monkeypatch_module: pytest.MonkeyPatch
 ) -> Iterator[LocalStack]:
-    """A fresh local stack for the module, the pipeline's target, with the migrations applied."""
-    from netflix_elt import pipeline
-
+    """A fresh local stack for the module, the pipeline's target through the environment (as users set it); nothing
+    deployed yet."""
     stack = make_stack(tmp_path_factory.mktemp("stack"))
     point_at(stack, monkeypatch_module)
     stack.up()
     try:
-        proc = pipeline.deploy(stack.settings, quiet=True)
-        assert proc.returncode == 0, proc.stdout + proc.stderr
         yield stack
     finally:
         stack.down()
+
+
+@pytest.fixture(scope="module")
+def deployed_stack(target_stack: LocalStack) -> LocalStack:
+    """:func:`target_stack` with the migrations applied."""
+    from netflix_elt import pipeline
+
+    proc = pipeline.deploy(target_stack.settings, quiet=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return target_stack
 
 
 @pytest.fixture(scope="session")

@@ -16,14 +16,13 @@ import os
 import re
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from netflix_elt.certify import SKIPPED
 from netflix_elt.stack import LocalStack
-from tests.conftest import REPO, make_stack, point_at
+from tests.conftest import REPO
 
 pytestmark = pytest.mark.stack
 
@@ -92,17 +91,9 @@ def objects(stack: LocalStack, prefix: str) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def certify_stack(
-    tmp_path_factory: pytest.TempPathFactory, monkeypatch_module: pytest.MonkeyPatch
-) -> Iterator[LocalStack]:
-    """A local stack of the module's own (not deployed: certify deploys into its throwaway database)."""
-    stack = make_stack(tmp_path_factory.mktemp("certify-stack"))
-    point_at(stack, monkeypatch_module)
-    stack.up()
-    try:
-        yield stack
-    finally:
-        stack.down()
+def certify_stack(target_stack: LocalStack) -> LocalStack:
+    """Not deployed: certify deploys into its throwaway database."""
+    return target_stack
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,6 @@ import gzip
 import re
 import shutil
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,21 +17,14 @@ from sqlglot import exp
 from netflix_elt import contracts, pipeline
 from netflix_elt.generate import generate_daily
 from netflix_elt.stack import LocalStack
-from tests.conftest import REPO, make_stack, point_at, upload_to
+from tests.conftest import REPO, upload_to
 
 RAW_COUNTS_SQL = {c.dataset: f"SELECT COUNT(*) FROM {c.qualified_raw_table}" for c in contracts.CONTRACTS.values()}
 
 
 @pytest.fixture(scope="module")
-def target(tmp_path_factory: pytest.TempPathFactory, monkeypatch_module: pytest.MonkeyPatch) -> Iterator[LocalStack]:
-    """A fresh local stack for this module, as the pipeline's target (via the environment, as users set it)."""
-    stack = make_stack(tmp_path_factory.mktemp("load-stack"))
-    point_at(stack, monkeypatch_module)
-    stack.up()
-    try:
-        yield stack
-    finally:
-        stack.down()
+def target(target_stack: LocalStack) -> LocalStack:
+    return target_stack
 
 
 @pytest.fixture(scope="module")
