@@ -200,3 +200,18 @@ def test_current_timestamp_follows_session_timezone_and_clock(sf: Any, landing: 
     for _a, local, utc in got:
         assert dt.datetime(2026, 11, 1, 17, 50) <= local < dt.datetime(2026, 11, 1, 17, 55)  # Tokyo: UTC+9
         assert dt.datetime(2026, 11, 1, 8, 50) <= utc < dt.datetime(2026, 11, 1, 8, 55)
+
+
+def test_copy_with_autocommit_off_is_part_of_the_transaction(sf: Any, landing: dict[str, Any]) -> None:
+    """With AUTOCOMMIT off, a COPY (DML) begins a transaction: ROLLBACK undoes its rows, as for an INSERT."""
+    schema = landing["schema"]
+    landing["put"]("ac/1.csv", "1\n2\n")
+    landing["put"]("ac/2.csv", "3\n")  # several files: each is loaded on a DuckDB connection of its own
+    run(sf, f"CREATE TABLE {schema}.AC (A NUMBER)")
+    sf.autocommit(False)
+    try:
+        assert sorted(r[1] for r in run(sf, f"COPY INTO {schema}.AC FROM @{schema}.LANDING/ac/")) == ["LOADED"] * 2
+        sf.rollback()
+    finally:
+        sf.autocommit(True)
+    assert run(sf, f"SELECT COUNT(*) FROM {schema}.AC") == [(0,)]

@@ -575,6 +575,10 @@ class EmulatorCursor(FakeSnowflakeCursor):
         params = list(bound) if isinstance(bound, list | tuple) else bound
         plan = runner.plan(expression, params, database, schema)
         job_id = str(uuid.uuid4())
+        if plan.validation_mode is None and not self._conn._autocommit and not self._conn._in_transaction:
+            # with AUTOCOMMIT off a COPY, like any DML, begins a transaction that lasts until COMMIT or ROLLBACK
+            self._duck_conn.begin()
+            self._conn._in_transaction = True
         rows, columns = runner.run(plan, job_id, in_transaction=bool(self._conn._in_transaction))
         if plan.validation_mode is None:
             self._conn.last_copy_job = job_id  # type: ignore[attr-defined]
