@@ -6,6 +6,8 @@ PY := $(VENV)/bin/python
 UV := $(VENV)/bin/uv
 STAMP := $(VENV)/.installed
 CLI := $(VENV)/bin/netflix-elt
+# make test runs test modules on this many parallel workers (most of a test's time is spent waiting on servers)
+TEST_WORKERS ?= 3
 
 .DEFAULT_GOAL := help
 .PHONY: help install run airflow docs docs-serve test lint typecheck up down status reset generate bench bench-generate bench-upload bench-dag lock clean smoke-snowflake
@@ -67,8 +69,8 @@ lint: install ## ruff (lint + format check) and the secret scanner (detect-secre
 typecheck: install ## mypy
 	$(VENV)/bin/mypy netflix_elt snowflake/emulator snowflake/procedures uploader
 
-test: install lint typecheck ## install, lint, type-check and run every test (tests start the servers they need)
-	$(VENV)/bin/pytest
+test: install lint typecheck ## install, lint, type-check and run every test (tests start the servers they need; TEST_WORKERS=3 in parallel)
+	$(VENV)/bin/pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder --durations=15
 
 bench: install ## upload, load, incremental CALLs, dbt and the DAG against their baselines (SCALE=medium; SCALE=ml-32m for the full size)
 	$(PY) benchmarks/bench.py --scale $(or $(SCALE),medium)

@@ -70,6 +70,29 @@ def point_at(stack: LocalStack, mp: pytest.MonkeyPatch) -> None:
     mp.delenv("SNOWFLAKE_ACCOUNT", raising=False)
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Longest modules first (``pytest.mark.slow(minutes=...)``): ``make test`` runs modules on parallel workers
+    (pytest-xdist, a module at a time per worker, in this order), so the long ones start together and the short ones
+    fill in around them. Within a module the order is kept."""
+
+    def minutes(item: pytest.Item) -> float:
+        marker = item.get_closest_marker("slow")
+        return float(marker.kwargs.get("minutes", 1)) if marker else 0.0
+
+    items.sort(key=minutes, reverse=True)  # stable: same-cost modules and each module's tests keep their order
+
+
+@pytest.fixture(scope="session", autouse=True)
+def upload_state(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The uploader's state (its per-destination locks and journals) in a directory of this test session, not the
+    user's ``~/.local/state``: runs of the tests at once, and the user's own uploads, never wait on each other."""
+    mp = pytest.MonkeyPatch()
+    path = tmp_path_factory.mktemp("upload-state")
+    mp.setenv("NETFLIX_ELT_UPLOAD_STATE_DIR", str(path))
+    yield path
+    mp.undo()
+
+
 @pytest.fixture(scope="module")
 def monkeypatch_module() -> Iterator[pytest.MonkeyPatch]:
     mp = pytest.MonkeyPatch()

@@ -33,6 +33,8 @@ from netflix_elt.stack import EMULATOR_USER, LocalStack
 from tests.conftest import REPO, free_port, make_stack, point_at
 from uploader import upload
 
+pytestmark = pytest.mark.slow(minutes=1.5)
+
 # credentials-related variables a developer's shell may hold: the tests set their own
 AUTH_VARIABLES = (
     "SNOWFLAKE_ACCOUNT",

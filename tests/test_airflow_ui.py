@@ -21,6 +21,8 @@ from netflix_elt.generate import generate
 from netflix_elt.stack import port_open
 from tests.conftest import REPO, free_port, interruptible
 
+pytestmark = pytest.mark.slow(minutes=4)
+
 DAG_ID = "full_netflix_pipeline"
 
 

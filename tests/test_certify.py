@@ -24,7 +24,7 @@ from netflix_elt.certify import SKIPPED
 from netflix_elt.stack import LocalStack
 from tests.conftest import REPO
 
-pytestmark = pytest.mark.stack
+pytestmark = [pytest.mark.slow(minutes=1.5), pytest.mark.stack]
 
 ROW = re.compile(r"^  (?P<check>\S.*?)\s{2,}(?P<result>PASS|FAIL|-)\s{2,}(?P<detail>.*)$")
 EXPECTED_CHECKS = {

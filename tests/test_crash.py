@@ -25,6 +25,8 @@ from tests.proxy import Proxy
 from uploader.core import INDEX_ROOT
 from uploader.lock import multipart_uploads
 
+pytestmark = pytest.mark.slow(minutes=1)
+
 MiB = 1 << 20
 
 

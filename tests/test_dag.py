@@ -20,6 +20,8 @@ from netflix_elt.generate import generate_daily
 from netflix_elt.stack import LocalStack
 from tests.conftest import REPO, make_stack
 
+pytestmark = pytest.mark.slow(minutes=5)
+
 DAG_ID = "full_netflix_pipeline"
 
 SHAPE = """

@@ -26,6 +26,8 @@ from netflix_elt.stack import LocalStack
 from tests.conftest import make_stack
 from uploader import upload
 
+pytestmark = pytest.mark.slow(minutes=2)
+
 MODELS = 24  # staging views, core and intermediate tables, marts
 VIEWS = 8  # the staging models
 

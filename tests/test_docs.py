@@ -24,6 +24,8 @@ from netflix_elt.transform import PROJECT_DIR
 from tests.conftest import REPO, free_port, interruptible
 from tests.test_dbt import Project, generated, local_only  # noqa: F401 - fixtures: a deployed, loaded, built stack
 
+pytestmark = pytest.mark.slow(minutes=1)
+
 MODELS = sorted(p.stem for p in (PROJECT_DIR / "models").rglob("*.sql"))
 MARTS = sorted(p.stem for p in (PROJECT_DIR / "models" / "marts").rglob("*.sql"))
 # the RAW tables the staging models read: one per file contract, and the load tracking

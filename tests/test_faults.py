@@ -19,6 +19,8 @@ from netflix_elt.stack import LocalStack, StackError, port_open
 from tests.conftest import REPO, free_port, upload_to
 from tests.proxy import Proxy
 
+pytestmark = pytest.mark.slow(minutes=1)
+
 MiB = 1 << 20
 
 

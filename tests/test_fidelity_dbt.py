@@ -28,6 +28,8 @@ from netflix_elt.generate import generate, generate_daily
 from tests.conftest import make_stack, upload_to
 from tests.test_dbt import INCREMENTAL_TABLES, Project, _rows, local_only  # noqa: F401 - local_only: fixture
 
+pytestmark = pytest.mark.slow(minutes=1.5)
+
 TIMEZONE = "America/Los_Angeles"
 BEFORE_DST_END = "2026-11-01 08:40:00"  # 01:40 PDT
 AFTER_DST_END = "2026-11-01 09:10:00"  # 01:10 PST: a later instant, an earlier wall-clock time

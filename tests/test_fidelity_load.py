@@ -21,7 +21,7 @@ from netflix_elt import contracts, pipeline
 from netflix_elt.stack import LocalStack
 from tests.conftest import REPO
 
-pytestmark = pytest.mark.stack
+pytestmark = [pytest.mark.slow(minutes=3.5), pytest.mark.stack]
 
 RATINGS = "userId,movieId,rating,timestamp"
 MOVIES = "movieId,title,genres"

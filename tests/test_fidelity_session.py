@@ -23,6 +23,8 @@ from netflix_elt.generate import generate_daily
 from netflix_elt.stack import LocalStack
 from tests.conftest import make_stack, upload_to
 
+pytestmark = pytest.mark.slow(minutes=2)
+
 RESULT_WAIT = 1  # seconds this module's emulator waits before answering "in progress"
 
 

@@ -35,6 +35,8 @@ from tests.conftest import REPO, make_stack
 from tests.test_dbt import Project
 from tests.test_stack import cli
 
+pytestmark = pytest.mark.slow(minutes=1.5)
+
 ARTIFACTS = REPO / "tests" / "artifacts"
 HOSTILE = "<i>1</i> & 'one' \"uno\""  # a rejected userId: markup, ampersand and both quotes
 

@@ -15,6 +15,8 @@ import pytest
 from netflix_elt.stack import LocalStack, StackError
 from tests.conftest import REPO, free_port, make_stack
 
+pytestmark = pytest.mark.slow(minutes=2.5)
+
 
 def cli(env: dict[str, str], *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
@@ -34,6 +36,8 @@ def cli_env(tmp_path: Path) -> dict[str, str]:
         "NETFLIX_ELT_S3_PORT": str(free_port()),
         "NETFLIX_ELT_SNOWFLAKE_PORT": str(free_port()),
         "CWD": str(tmp_path),
+        "DBT_TARGET_PATH": str(tmp_path / "dbt-target"),
+        "DBT_LOG_PATH": str(tmp_path / "dbt-logs"),
     }
 
 
