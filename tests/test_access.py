@@ -192,6 +192,20 @@ def test_wrong_password_and_unknown_user_are_refused_and_never_revealed(site: Si
         assert secret not in log
 
 
+def test_a_changed_password_replaces_the_old_one_at_once(site: Site) -> None:
+    """The emulator remembers logins that succeeded (scrypt once per session, not per login): a new password must
+    still end the old one's logins at once, and a wrong one is still refused after a right one."""
+    user = "ROTATED_" + uuid.uuid4().hex[:8].upper()
+    old, new = "Pw-" + secrets.token_urlsafe(12), "Pw-" + secrets.token_urlsafe(12)
+    site.sql(f"CREATE USER {user} PASSWORD = '{old}'")
+    for _ in range(2):  # the second login is the remembered one
+        assert site.sql("SELECT CURRENT_USER()", user, password=old) == [(user,)]
+    _expect(DatabaseError, 390100, "Incorrect username", lambda: site.login(user, password=old + "x"))
+    site.sql(f"ALTER USER {user} SET PASSWORD = '{new}'")
+    _expect(DatabaseError, 390100, "Incorrect username", lambda: site.login(user, password=old))
+    assert site.sql("SELECT CURRENT_USER()", user, password=new) == [(user,)]
+
+
 def test_passwords_are_stored_hashed_and_kept_out_of_the_emulators_command_line(site: Site) -> None:
     state = b"".join(p.read_bytes() for p in (site.stack.root / "snowflake").rglob("*") if p.is_file())
     assert b"scrypt$" in state, "the emulator keeps salted scrypt hashes in its catalogue"

@@ -54,6 +54,7 @@ class Api:
         raise AssertionError(f"{method} {path} not ready after {timeout:.0f} s (last error: {last})")
 
 
+@pytest.mark.timeout(1500)  # waits up to 300 + 180 + 900 s; make test's parallel workers share the cores
 def test_make_airflow_serves_the_ui_and_runs_the_dag_through_the_rest_api(tmp_path: Path) -> None:
     landing = tmp_path / "landing"
     generate(landing, scale="tiny", seed=11)

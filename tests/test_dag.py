@@ -135,6 +135,7 @@ def test_dag_shape(airflow_env: dict[str, str]) -> None:
     )
 
 
+@pytest.mark.timeout(1200)  # two whole DAG runs; make test's parallel workers share the cores
 def test_make_run_runs_the_dag_end_to_end_then_loads_only_a_new_daily_file(airflow_env: dict[str, str]) -> None:
     landing = Path(airflow_env["NETFLIX_ELT_LANDING_DIR"])
     first = cli(airflow_env, "run", "--scale", "tiny", "--seed", "5", "--landing", str(landing), "--no-progress")

@@ -220,7 +220,7 @@ def test_wrong_header_or_unknown_name_uploads_nothing(s3: Any, bucket: str, land
         (b"\xef\xbb\xbfmovieId,title,genres\n1,A (1999),Drama\n", None),
         (b"movieId,title,genres\r\n1,A (1999),Drama\r\n", None),
         (b"movieId,title\n1,A (1999)\n", "missing genres"),
-        (gzip.compress(b"movieId,title,genres\n"), "gzip-compressed; name it movies.csv.gz"),
+        (gzip.compress(b"movieId,title,genres\n", mtime=0), "gzip-compressed; name it movies.csv.gz"),
         (b"movieId;title;genres\n", "missing movieId, title, genres"),
     ],
 )

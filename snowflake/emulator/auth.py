@@ -64,9 +64,20 @@ def hash_password(password: str) -> str:
     return f"scrypt${_SCRYPT['n']}${_SCRYPT['r']}${_SCRYPT['p']}${b64(salt).decode()}${b64(digest).decode()}"
 
 
+# Logins that succeeded, so a client logging in again (dbt, Airflow and the CLI open many sessions) does not pay for
+# scrypt each time: keyed by the stored hash (a changed password misses) and an HMAC of the password under a key
+# that lives only in this process. Failed attempts are never cached, so guessing still costs a full scrypt each try.
+_VERIFIED_KEY = secrets.token_bytes(32)
+_verified: set[tuple[str, bytes]] = set()
+_VERIFIED_MAX = 1024
+
+
 def verify_password(password: str, stored: str | None) -> bool:
     if not stored:
         return False
+    seen = (stored, hmac.new(_VERIFIED_KEY, password.encode(), hashlib.sha256).digest())
+    if seen in _verified:
+        return True
     try:
         scheme, n, r, p, salt, digest = stored.split("$")
         if scheme != "scrypt":
@@ -83,7 +94,12 @@ def verify_password(password: str, stored: str | None) -> bool:
         )
     except ValueError:
         return False
-    return hmac.compare_digest(actual, expected)
+    if not hmac.compare_digest(actual, expected):
+        return False
+    if len(_verified) >= _VERIFIED_MAX:
+        _verified.clear()
+    _verified.add(seen)
+    return True
 
 
 # -- public keys -----------------------------------------------------------------------------------------------------
