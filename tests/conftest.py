@@ -58,6 +58,14 @@ def upload_to(stack: LocalStack, landing: Path, **kwargs: Any) -> Any:
     )
 
 
+def sql(stack: LocalStack, query: str) -> list[tuple[Any, ...]]:
+    """Rows of one query on the stack's database (schema RAW), in a session of its own."""
+    with stack.connect(schema="RAW", network_timeout=300) as conn:
+        cur = conn.cursor()
+        cur.execute(query)
+        return list(cur.fetchall())
+
+
 def point_at(stack: LocalStack, mp: pytest.MonkeyPatch) -> None:
     """Make ``stack`` the pipeline's target through the environment, as a user would (``mp`` undoes it)."""
     for k, v in {

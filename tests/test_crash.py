@@ -13,14 +13,13 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from netflix_elt import contracts, pipeline
 from netflix_elt.generate import SCALES, generate
 from netflix_elt.stack import LocalStack, port_open
-from tests.conftest import REPO, upload_to
+from tests.conftest import REPO, sql, upload_to
 from tests.proxy import Proxy
 from uploader.core import INDEX_ROOT
 from uploader.lock import multipart_uploads
@@ -80,13 +79,6 @@ def staged_sources(stack: LocalStack) -> dict[str, list[str]]:
         if parsed is not None:
             out.setdefault(parsed.checksum, set()).add(parsed.source_key)
     return {k: sorted(v) for k, v in out.items()}
-
-
-def sql(stack: LocalStack, query: str) -> list[tuple[Any, ...]]:
-    with stack.connect(schema="RAW", network_timeout=300) as conn:
-        cur = conn.cursor()
-        cur.execute(query)
-        return list(cur.fetchall())
 
 
 def raw_rows(stack: LocalStack, dataset: str) -> int:

@@ -19,7 +19,7 @@ import pytest
 
 from netflix_elt import contracts, pipeline
 from netflix_elt.stack import LocalStack
-from tests.conftest import REPO
+from tests.conftest import REPO, sql
 
 pytestmark = [pytest.mark.slow(minutes=3.5), pytest.mark.stack]
 
@@ -31,13 +31,6 @@ LINKS = "movieId,imdbId,tmdbId"
 @pytest.fixture(scope="module")
 def stack(deployed_stack: LocalStack) -> LocalStack:
     return deployed_stack
-
-
-def sql(stack: LocalStack, query: str) -> list[tuple[Any, ...]]:
-    with stack.connect(schema="RAW", network_timeout=300) as conn:
-        cur = conn.cursor()
-        cur.execute(query)
-        return list(cur.fetchall())
 
 
 def csv(header: str, *rows: str) -> bytes:

@@ -17,7 +17,7 @@ from sqlglot import exp
 from netflix_elt import contracts, pipeline
 from netflix_elt.generate import generate_daily
 from netflix_elt.stack import LocalStack
-from tests.conftest import REPO, upload_to
+from tests.conftest import REPO, sql, upload_to
 
 RAW_COUNTS_SQL = {c.dataset: f"SELECT COUNT(*) FROM {c.qualified_raw_table}" for c in contracts.CONTRACTS.values()}
 
@@ -33,13 +33,6 @@ def deployed(target: LocalStack) -> LocalStack:
     assert first.returncode == 0, first.stdout + first.stderr
     assert pipeline.applied_scripts(first) == len(list((REPO / "migrations").glob("*.sql")))
     return target
-
-
-def sql(stack: LocalStack, query: str) -> list[tuple[Any, ...]]:
-    with stack.connect(schema="RAW", network_timeout=300) as conn:
-        cur = conn.cursor()
-        cur.execute(query)
-        return list(cur.fetchall())
 
 
 def raw_counts(stack: LocalStack) -> dict[str, int]:
