@@ -2,7 +2,7 @@
 --   CALL RAW.LOAD_RAW_FILES();                                   -- load every new staged file
 --   CALL RAW.LOAD_RAW_FILES(FILES => ['ratings/20261130T061502Z_3f2a9c0d1e4b5a6f/ratings_20240721.csv']);
 --   CALL RAW.LOAD_RAW_FILES(DATASETS => ['ratings'], DRY_RUN => TRUE);
---   CALL RAW.LOAD_RAW_FILES(FULL_REFRESH => TRUE);               -- rebuild RAW from every staged file
+-- FULL_REFRESH => TRUE is refused ("not authorised"): a full refresh is RAW.FULL_REFRESH_RAW_FILES, for administrators.
 -- The body is the file contracts followed by the handler, inlined from the repository at deploy time.
 -- CALL it with AUTOCOMMIT on (the default): its one explicit transaction (the claims) ends before it returns, and
 -- its other statements commit one by one, so a CALL interrupted midway leaves every file either claimed or done.
@@ -25,4 +25,8 @@ $$
 {% include 'modules/snowflake/procedures/load_raw_files.py' %}
 $$;
 
+-- It runs with its owner's privileges, so its owner is NETFLIX_LOAD_PROCEDURE (see V1.6.0), not the deploying role.
+-- CREATE OR REPLACE makes a new object owned by the role that created it: ownership is transferred on every deploy.
+GRANT OWNERSHIP ON PROCEDURE {{ database }}.RAW.LOAD_RAW_FILES(ARRAY, BOOLEAN, ARRAY, BOOLEAN)
+    TO ROLE NETFLIX_LOAD_PROCEDURE REVOKE CURRENT GRANTS;
 GRANT USAGE ON PROCEDURE {{ database }}.RAW.LOAD_RAW_FILES(ARRAY, BOOLEAN, ARRAY, BOOLEAN) TO ROLE NETFLIX_LOADER;

@@ -7,4 +7,5 @@ CREATE OR REPLACE STAGE {{ database }}.RAW.LANDING
     FILE_FORMAT = (FORMAT_NAME = '{{ database }}.RAW.CSV_MOVIELENS')
     COMMENT = 'MovieLens files uploaded by netflix-elt: <dataset>/<uploaded-at>_<checksum>/<file name>';
 
-GRANT USAGE ON STAGE {{ database }}.RAW.LANDING TO ROLE NETFLIX_LOADER;
+-- only the load procedures read it (they run as NETFLIX_LOAD_PROCEDURE, see V1.6.0); NETFLIX_LOADER calls them
+GRANT USAGE ON STAGE {{ database }}.RAW.LANDING TO ROLE NETFLIX_LOAD_PROCEDURE;

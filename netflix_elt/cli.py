@@ -86,7 +86,12 @@ def main(argv: list[str] | None = None) -> int:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("files", nargs="*", help="stage keys to load (default: every new staged file)")
-    p.add_argument("--full-refresh", action="store_true", help="empty RAW and reload every staged file")
+    p.add_argument(
+        "--full-refresh",
+        action="store_true",
+        help="empty the datasets' RAW tables, tracking and rejects and load every staged file again "
+        "(CALL RAW.FULL_REFRESH_RAW_FILES: administrative roles only, e.g. SNOWFLAKE_ROLE=SYSADMIN)",
+    )
     p.add_argument("--dataset", action="append", choices=contracts.DATASETS, help="only these datasets")
     p.add_argument("--dry-run", action="store_true", help="say what would be loaded, change nothing")
     p.add_argument("--json", action="store_true", help="print the procedure's JSON result")
@@ -166,7 +171,8 @@ def cmd_status(_args: argparse.Namespace) -> int:
     except Exception as e:
         print(f"pipeline status unavailable: {str(e).splitlines()[0]} (run `netflix-elt deploy` first?)")
         return 0
-    print(f"\nstaged objects: {st['staged_objects']}")
+    staged = st["staged_objects"]
+    print(f"\nstaged objects: {staged if staged is not None else 'not listed (this role may not use the stage)'}")
     print(
         f"  {'dataset':<14} {'files':>6} {'loaded':>7} {'partial':>8} {'failed':>7} {'dup':>5} {'rows loaded':>13} {'rejected':>9}"
     )

@@ -139,14 +139,21 @@ def load(
     dry_run: bool = False,
     settings: Settings | None = None,
 ) -> dict[str, Any]:
-    """CALL RAW.LOAD_RAW_FILES and return its summary."""
-    from snowflake.connector.errors import HttpError, OperationalError
+    """CALL RAW.LOAD_RAW_FILES (RAW.FULL_REFRESH_RAW_FILES for a full refresh) and return its summary."""
+    from snowflake.connector.errors import HttpError, OperationalError, ProgrammingError
 
+    if full_refresh and files:
+        raise StackError(
+            "a full refresh reloads every staged file of the datasets it rebuilds, so it takes no file names: "
+            "choose datasets (--dataset) instead, or load the files without --full-refresh"
+        )
     sql, params = load_call_sql(files, full_refresh, datasets, dry_run)
     with connect(settings) as conn:
         cur = conn.cursor()
         try:
             cur.execute(sql, params)
+        except ProgrammingError as e:
+            raise StackError(call_error(e, full_refresh)) from None
         except (HttpError, OperationalError) as e:
             raise StackError(
                 f"the connection to Snowflake was lost during the CALL ({e}). The CALL may have stopped midway (the "
@@ -160,13 +167,37 @@ def load(
     return json.loads(value) if isinstance(value, str) else value
 
 
+def call_error(error: Exception, full_refresh: bool = False) -> str:
+    """What a failed CALL of a load procedure says, without the handler's traceback: Snowflake's message, or the
+    handler's own (the last ``SomeError: ...`` line of a Python Interpreter Error), and what to do."""
+    import re
+
+    text = str(error).strip()
+    raised = [m.group(1) for m in re.finditer(r"^\w+(?:Error|Exception): (.+)$", text, re.MULTILINE)]
+    if "Python Interpreter Error" in text and raised:
+        message = raised[-1]
+    else:
+        message = " ".join(line.strip() for line in text.splitlines() if line.strip())
+    message = re.sub(r"^\d{6} \(\w{5}\): ", "", message)
+    message = re.sub(r"^SQL compilation error: ", "", message)
+    if full_refresh and "does not exist or not authorized" in message:
+        message += (
+            " A full refresh empties RAW, so RAW.FULL_REFRESH_RAW_FILES is for administrative roles only: run it "
+            "as a user with SYSADMIN (SNOWFLAKE_ROLE=SYSADMIN), or ask an administrator to"
+        )
+    elif "does not exist or not authorized" in message:
+        message += " Run `netflix-elt deploy` first, and use a role that has NETFLIX_LOADER (SNOWFLAKE_ROLE)."
+    return f"the load failed: {message}"
+
+
 def load_call_sql(
     files: Sequence[str] | None = None,
     full_refresh: bool = False,
     datasets: Sequence[str] | None = None,
     dry_run: bool = False,
 ) -> tuple[str, tuple[Any, ...]]:
-    """The CALL statement (with bound parameters) that loads the given files (all new files when None)."""
+    """The CALL statement (with bound parameters) that loads the given files (all new files when None), or with
+    ``full_refresh`` rebuilds the datasets' RAW tables from every staged file."""
     # FILES and DATASETS are ARRAY parameters: the bound JSON text is parsed and cast to their type
     files_sql = "PARSE_JSON(%s)::ARRAY" if files else "NULL"
     datasets_sql = "PARSE_JSON(%s)::ARRAY" if datasets else "NULL"
@@ -175,10 +206,9 @@ def load_call_sql(
         params.append(json.dumps(list(files)))
     if datasets:
         params.append(json.dumps(list(datasets)))
-    sql = (
-        f"CALL RAW.LOAD_RAW_FILES({files_sql}, {'TRUE' if full_refresh else 'FALSE'}, {datasets_sql}, "
-        f"{'TRUE' if dry_run else 'FALSE'})"
-    )
+    if full_refresh:
+        return f"CALL RAW.FULL_REFRESH_RAW_FILES({datasets_sql}, {'TRUE' if dry_run else 'FALSE'})", tuple(params)
+    sql = f"CALL RAW.LOAD_RAW_FILES({files_sql}, FALSE, {datasets_sql}, {'TRUE' if dry_run else 'FALSE'})"
     return sql, tuple(params)
 
 
@@ -201,11 +231,19 @@ def format_load_summary(summary: dict[str, Any]) -> str:
 
 
 def status(settings: Settings | None = None) -> dict[str, Any]:
-    """What is staged, loaded and rejected, per dataset."""
+    """What is staged (None when the role may not use the stage: NETFLIX_LOADER only calls the procedure and reads
+    its tracking), loaded and rejected, per dataset."""
+    from snowflake.connector.errors import ProgrammingError
+
     with connect(settings) as conn:
         cur = conn.cursor()
-        cur.execute("LIST @RAW.LANDING")
-        staged = sum(1 for r in cur.fetchall() if contracts.parse_stage_key("/".join(r[0].split("/")[-3:])))
+        staged: int | None = None
+        try:
+            cur.execute("LIST @RAW.LANDING")
+            staged = sum(1 for r in cur.fetchall() if contracts.parse_stage_key("/".join(r[0].split("/")[-3:])))
+        except ProgrammingError as e:
+            if "not authorized" not in str(e):
+                raise
         cur.execute(
             "SELECT DATASET, COUNT(*), COUNT_IF(STATUS = 'LOADED'), COUNT_IF(STATUS = 'PARTIALLY_LOADED'), "
             "COUNT_IF(STATUS = 'FAILED'), COUNT_IF(STATUS = 'DUPLICATE'), COUNT_IF(STATUS = 'LOADING'), "

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import os
 import secrets
 import subprocess
@@ -130,8 +131,6 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
 @pytest.fixture(scope="module")
 def loaded(site: Site) -> Site:
     """RAW loaded by the loader: CALL RAW.LOAD_RAW_FILES() in a NETFLIX_LOADER session."""
-    import json
-
     (value,) = site.sql("CALL RAW.LOAD_RAW_FILES()", LOADER)[0]
     site.load_summary = json.loads(value) if isinstance(value, str) else value
     return site
@@ -235,10 +234,117 @@ def test_loader_loads_raw_and_reads_its_tracking(loaded: Site) -> None:
     assert summary["totals"]["loaded"] == 6
     tracking = loaded.sql("SELECT COUNT(*), COUNT_IF(STATUS = 'LOADED') FROM RAW.LOAD_TRACKING", LOADER)
     assert tracking == [(6, 6)]
-    (ratings,) = loaded.sql("SELECT COUNT(*) FROM RAW.RATINGS", LOADER)[0]
+    assert loaded.sql("SELECT COUNT(*) FROM RAW.LOAD_REJECTS", LOADER) == [(0,)]
+    (ratings,) = loaded.sql("SELECT COUNT(*) FROM RAW.RATINGS")[0]  # the loader itself does not read RAW's tables
     assert ratings == summary["totals"]["rows_loaded"] - sum(
         f["rows_loaded"] for f in summary["files"] if f["dataset"] != "ratings"
     )
+
+
+def _snapshot(site: Site) -> list[Any]:
+    """What a hostile loader would like to change: RAW's row counts, the tracking and the rejects."""
+    counts = site.sql(
+        "SELECT (SELECT COUNT(*) FROM RAW.RATINGS), (SELECT COUNT(*) FROM RAW.MOVIES), "
+        "(SELECT COUNT(*) FROM RAW.LOAD_REJECTS)"
+    )
+    tracking = site.sql("SELECT FILE_KEY, STATUS, ROWS_LOADED FROM RAW.LOAD_TRACKING ORDER BY FILE_KEY")
+    return [counts, tracking]
+
+
+# what a NETFLIX_LOADER session might try, to hide files or rows, plant rows the contracts refuse or read the stage
+LOADER_WRITES = (
+    "UPDATE RAW.LOAD_TRACKING SET STATUS = 'LOADED', ROWS_LOADED = 0",
+    "INSERT INTO RAW.LOAD_TRACKING (FILE_KEY, DATASET, FILE_NAME, STATUS) "
+    "VALUES ('ratings/99991231T235959Z_0123456789abcdef/ratings.csv', 'ratings', 'ratings.csv', 'LOADED')",
+    "DELETE FROM RAW.LOAD_TRACKING",
+    "MERGE INTO RAW.LOAD_TRACKING t USING (SELECT 'x' AS K) s ON t.FILE_KEY = s.K WHEN NOT MATCHED THEN "
+    "INSERT (FILE_KEY, DATASET, STATUS) VALUES (s.K, 'ratings', 'LOADED')",
+    "DELETE FROM RAW.LOAD_REJECTS",
+    "TRUNCATE TABLE RAW.LOAD_REJECTS",
+    "INSERT INTO RAW.RATINGS (USER_ID, MOVIE_ID, RATING, EPOCH_SECONDS, SOURCE_FILE, SOURCE_ROW_NUMBER) "
+    "VALUES (1, 1, 9.5, 0, 'planted', 1)",
+    "DELETE FROM RAW.MOVIES",
+    "SELECT COUNT(*) FROM RAW.RATINGS",
+    "LIST @RAW.LANDING",
+    "COPY INTO RAW.MOVIES (MOVIE_ID, TITLE, GENRES) FROM (SELECT $1, $2, $3 FROM @RAW.LANDING/movies/)",
+)
+
+
+def test_loader_only_calls_the_procedure_and_reads_its_tracking_and_rejects(loaded: Site) -> None:
+    before = _snapshot(loaded)
+    conn = loaded.login(LOADER, schema="RAW")
+    try:
+        cur = conn.cursor()
+        for statement in LOADER_WRITES:
+            with pytest.raises(ProgrammingError) as caught:
+                cur.execute(statement)
+            assert caught.value.errno in (2003, 3001), (statement, caught.value)
+            assert "not authorized" in str(caught.value) or "Insufficient privileges" in str(caught.value), statement
+    finally:
+        conn.close()
+    assert _snapshot(loaded) == before
+
+
+def test_a_tracking_key_that_is_not_a_stage_key_never_reaches_a_stage_listing(loaded: Site) -> None:
+    """A FAILED tracking row is retried: its folder is listed. A key that is not a stage key the uploader writes (here
+    keys climbing out of the stage towards the stack's credentials, as a writer of LOAD_TRACKING could plant) is
+    never put into a LIST."""
+    planted = ["ratings/" + "../" * depth + "credentials.env" for depth in range(1, 7)]
+    planted.append("ratings/x' PATTERN = '.*' ; LIST @RAW.LANDING; --/ratings.csv")  # out of the LIST's path
+    values = ", ".join(
+        f"('{key.replace(chr(39), chr(39) * 2)}', 'ratings', 'ratings.csv', '0123456789abcdef', 'FAILED', 'planted', "
+        "SYSDATE(), 1)"
+        for key in planted
+    )
+    loaded.sql(
+        "INSERT INTO RAW.LOAD_TRACKING (FILE_KEY, DATASET, FILE_NAME, CONTENT_CHECKSUM, STATUS, LOAD_ID, CLAIMED_AT, "
+        f"ATTEMPTS) VALUES {values}"
+    )
+    try:
+        (value,) = loaded.sql("CALL RAW.LOAD_RAW_FILES()", LOADER)[0]
+    finally:
+        loaded.sql("DELETE FROM RAW.LOAD_TRACKING WHERE LOAD_ID = 'planted'")
+    summary = json.loads(value) if isinstance(value, str) else value
+    assert summary["status"] == "NOTHING_TO_LOAD", summary["message"]
+    assert summary["ignored_keys"] == []  # nothing from outside the stage was listed
+
+
+def test_loader_may_not_run_a_full_refresh(loaded: Site) -> None:
+    before = _snapshot(loaded)
+    conn = loaded.login(LOADER, schema="RAW")
+    try:
+        cur = conn.cursor()
+        _expect(
+            ProgrammingError,
+            2003,
+            "Procedure 'NETFLIX.RAW.FULL_REFRESH_RAW_FILES' does not exist or not authorized.",
+            lambda: cur.execute("CALL RAW.FULL_REFRESH_RAW_FILES()"),
+        )
+        with pytest.raises(ProgrammingError) as caught:
+            cur.execute("CALL RAW.LOAD_RAW_FILES(FULL_REFRESH => TRUE)")
+        assert "not authorised: LOAD_RAW_FILES does not empty RAW" in str(caught.value)
+        assert "CALL RAW.FULL_REFRESH_RAW_FILES(" in str(caught.value)
+    finally:
+        conn.close()
+    refused = _cli(loaded, "load", "--full-refresh", SNOWFLAKE_USER=LOADER, SNOWFLAKE_PASSWORD=loaded.passwords[LOADER])
+    assert refused.returncode == 1, refused.stdout + refused.stderr
+    assert "Traceback" not in refused.stdout + refused.stderr
+    assert (
+        "error: the load failed: Procedure 'NETFLIX.RAW.FULL_REFRESH_RAW_FILES' does not exist or not authorized."
+        in (refused.stderr)
+    )
+    assert "administrative roles only" in refused.stderr
+    assert _snapshot(loaded) == before
+
+    # an administrator may (SYSADMIN inherits the procedures' owner role)
+    admin = "SYSADMIN_USER"
+    loaded.passwords[admin] = "Pw-" + secrets.token_urlsafe(12)
+    loaded.sql(f"CREATE USER {admin} PASSWORD = '{loaded.passwords[admin]}' DEFAULT_ROLE = SYSADMIN")
+    loaded.sql(f"GRANT ROLE SYSADMIN TO USER {admin}")
+    (value,) = loaded.sql("CALL RAW.FULL_REFRESH_RAW_FILES(DATASETS => ['movies'], DRY_RUN => TRUE)", admin)[0]
+    dry = json.loads(value) if isinstance(value, str) else value
+    assert (dry["status"], dry["full_refresh"]) == ("DRY_RUN", True)
+    assert [f["status"] for f in dry["files"]] == ["WOULD_LOAD"]  # the loaded movies file, loaded again
 
 
 def test_loader_cannot_read_marts_drop_raw_tables_or_build_models(built: Site) -> None:
@@ -251,13 +357,19 @@ def test_loader_cannot_read_marts_drop_raw_tables_or_build_models(built: Site) -
             "Object 'NETFLIX.MARTS.MART_MOVIE_RATINGS' does not exist or not authorized.",
             lambda: cur.execute("SELECT COUNT(*) FROM MARTS.MART_MOVIE_RATINGS"),
         )
-        for table in ("RATINGS", "MOVIES", "LOAD_TRACKING"):
+        for table in ("RATINGS", "MOVIES"):  # tables the loader cannot even see
             _expect(
                 ProgrammingError,
-                3001,
-                f"Insufficient privileges to operate on table '{table}'",
+                2003,
+                f"Table 'NETFLIX.RAW.{table}' does not exist or not authorized.",
                 lambda table=table: cur.execute(f"DROP TABLE RAW.{table}"),
             )
+        _expect(  # one it may read
+            ProgrammingError,
+            3001,
+            "Insufficient privileges to operate on table 'LOAD_TRACKING'",
+            lambda: cur.execute("DROP TABLE RAW.LOAD_TRACKING"),
+        )
         with pytest.raises(ProgrammingError, match="MARTS"):
             cur.execute("CREATE TABLE NETFLIX.MARTS.LOADER_WAS_HERE (ID NUMBER)")
         _expect(

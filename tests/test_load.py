@@ -50,17 +50,49 @@ def test_second_deploy_applies_nothing(deployed: LocalStack) -> None:
     assert {"NETFLIX_LOADER", "NETFLIX_TRANSFORMER", "NETFLIX_REPORTER"} <= names
 
 
+LOAD_PROCEDURE = "NETFLIX.RAW.LOAD_RAW_FILES(ARRAY, BOOLEAN, ARRAY, BOOLEAN)"
+FULL_REFRESH_PROCEDURE = "NETFLIX.RAW.FULL_REFRESH_RAW_FILES(ARRAY, BOOLEAN)"
+
+
 def test_roles_are_least_privilege(deployed: LocalStack) -> None:
-    loader = sql(deployed, "SHOW GRANTS TO ROLE NETFLIX_LOADER")
-    objects = {(r[1], r[2], r[3]) for r in loader}
-    assert ("USAGE", "STAGE", "NETFLIX.RAW.LANDING") in objects
-    assert ("INSERT", "TABLE", "NETFLIX.RAW.RATINGS") in objects
-    assert not any(r[3].startswith(("NETFLIX.MARTS", "NETFLIX.CORE", "NETFLIX.STAGING")) for r in loader)
-    assert not any(r[1] in {"OWNERSHIP", "DROP"} for r in loader)
+    """Each role holds what its job needs and nothing more: the loader only calls the load procedure and reads what
+    it recorded; the procedures' owner (they run with its rights) uses the stage and file formats and writes RAW."""
+    loader = {(r[1], r[2], r[3]) for r in sql(deployed, "SHOW GRANTS TO ROLE NETFLIX_LOADER")}
+    assert loader == {
+        ("USAGE", "WAREHOUSE", "COMPUTE_WH"),
+        ("USAGE", "DATABASE", "NETFLIX"),
+        ("USAGE", "SCHEMA", "NETFLIX.RAW"),
+        ("USAGE", "PROCEDURE", LOAD_PROCEDURE),
+        ("SELECT", "TABLE", "NETFLIX.RAW.LOAD_TRACKING"),
+        ("SELECT", "TABLE", "NETFLIX.RAW.LOAD_REJECTS"),
+    }
+    owner = {(r[1], r[2], r[3]) for r in sql(deployed, "SHOW GRANTS TO ROLE NETFLIX_LOAD_PROCEDURE")}
+    assert {("OWNERSHIP", "PROCEDURE", LOAD_PROCEDURE), ("OWNERSHIP", "PROCEDURE", FULL_REFRESH_PROCEDURE)} <= owner
+    assert ("USAGE", "STAGE", "NETFLIX.RAW.LANDING") in owner
+    raw_tables = {f"NETFLIX.RAW.{r[1]}" for r in sql(deployed, "SHOW TABLES IN SCHEMA NETFLIX.RAW")}
+    for privilege in ("SELECT", "INSERT", "UPDATE", "DELETE", "TRUNCATE"):
+        assert {name for p, kind, name in owner if p == privilege and kind == "TABLE"} == raw_tables
+    others = {
+        (p, kind, name)
+        for p, kind, name in owner
+        if not (kind == "TABLE" and name in raw_tables) and p != "OWNERSHIP" and kind != "STAGE"
+    }
+    assert others == {
+        ("USAGE", "DATABASE", "NETFLIX"),
+        ("USAGE", "SCHEMA", "NETFLIX.RAW"),
+        ("USAGE", "FILE_FORMAT", "NETFLIX.RAW.CSV_MOVIELENS"),
+        ("USAGE", "FILE_FORMAT", "NETFLIX.RAW.CSV_MOVIELENS_LOAD"),
+    }
+    # no role holds USAGE on the full refresh: only the owner's role and the roles above it may call it
+    for role in {r[1] for r in sql(deployed, "SHOW ROLES")} - {"NETFLIX_LOAD_PROCEDURE"}:
+        grants = sql(deployed, f"SHOW GRANTS TO ROLE {role}")
+        assert not any(r[2] == "PROCEDURE" and "FULL_REFRESH" in r[3] for r in grants), role
     reporter = sql(deployed, "SHOW GRANTS TO ROLE NETFLIX_REPORTER")
     assert {r[1] for r in reporter} <= {"USAGE"}  # table access comes only from future SELECT grants
     future = sql(deployed, "SHOW FUTURE GRANTS IN SCHEMA NETFLIX.MARTS")
     assert {(r[1], r[5]) for r in future} == {("SELECT", "NETFLIX_REPORTER")}
+    raw_future = {(r[1], r[5]) for r in sql(deployed, "SHOW FUTURE GRANTS IN SCHEMA NETFLIX.RAW")}
+    assert {role for _, role in raw_future} == {"NETFLIX_LOAD_PROCEDURE", "NETFLIX_TRANSFORMER"}
 
 
 def test_a_new_version_script_migrates_an_existing_database(deployed: LocalStack, tmp_path: Path) -> None:
@@ -392,6 +424,70 @@ def test_rows_committed_without_tracking_are_counted_not_loaded_again(deployed: 
     again = pipeline.load(report.uploaded_keys)
     assert (again["files"][0]["status"], again["files"][0]["rows_loaded"]) == ("LOADED", rows), again
     assert raw_counts(deployed)["ratings"] == count
+
+
+def _staged_movies_rows(stack: LocalStack) -> dict[str, list[tuple[int, str, str]]]:
+    """{stage key: its data rows} of every staged movies file, read from the bucket (what the stage holds)."""
+    import csv
+    import io
+
+    s3, settings = stack.s3_client(), stack.settings
+    rows: dict[str, list[tuple[int, str, str]]] = {}
+    pages = s3.get_paginator("list_objects_v2").paginate(Bucket=settings.bucket, Prefix=settings.prefix + "movies/")
+    for obj in (o for page in pages for o in page.get("Contents", [])):
+        key = obj["Key"][len(settings.prefix) :]
+        parsed = contracts.parse_stage_key(key)
+        assert parsed is not None and parsed.part is None, key  # movies files are never split
+        body = s3.get_object(Bucket=settings.bucket, Key=obj["Key"])["Body"].read()
+        if key.endswith(".gz"):
+            body = gzip.decompress(body)
+        reader = csv.reader(io.StringIO(body.decode("utf-8")))
+        next(reader)
+        rows[key] = [(int(r[0]), r[1], r[2]) for r in reader]
+    return rows
+
+
+def test_full_refresh_rebuilds_raw_from_files_staged_over_two_years(deployed: LocalStack) -> None:
+    """Files staged under upload times two years apart, one of them late (an incremental CALL lists only recent
+    upload-date prefixes, so it does not see it): a full refresh lists every prefix before it empties anything and
+    rebuilds RAW.MOVIES to exactly the rows of every staged movies file."""
+    import hashlib
+
+    s3, settings = deployed.s3_client(), deployed.settings
+
+    def stage(uploaded_at: str, first_id: int) -> str:
+        body = "movieId,title,genres\n" + "".join(
+            f"{first_id + i},Staged {uploaded_at} #{i} (2001),Drama\n" for i in range(5)
+        )
+        key = contracts.stage_key(
+            "movies", uploaded_at, hashlib.sha256(body.encode()).hexdigest(), f"movies_{uploaded_at[:8]}.csv"
+        )
+        s3.put_object(Bucket=settings.bucket, Key=settings.prefix + key, Body=body.encode())
+        return key
+
+    oldest = stage("20241103T101500Z", 9_100_000)
+    newest = stage(dt.datetime.now(dt.UTC).strftime(contracts.UPLOADED_AT_FORMAT), 9_400_000)
+    loaded = pipeline.load(datasets=["movies"])  # now later CALLs list only prefixes from the day before newest
+    assert {oldest, newest} <= {f["file"] for f in loaded["files"] if f["status"] == "LOADED"}, loaded["message"]
+    late = [stage("20250615T080000Z", 9_200_000), stage("20241231T235959Z", 9_300_000)]
+    assert pipeline.load(datasets=["movies"])["status"] == "NOTHING_TO_LOAD"  # staged under old upload times
+
+    staged = _staged_movies_rows(deployed)
+    assert {oldest, newest, *late} <= set(staged)
+    summary = pipeline.load(full_refresh=True, datasets=["movies"])
+    assert summary["full_refresh"] is True and summary["status"] == "SUCCESS", summary["message"]
+    outcome = {f["file"]: f for f in summary["files"]}
+    assert set(outcome) == set(staged)
+    reloaded = {key for key, f in outcome.items() if f["status"] == "LOADED"}
+    for key, f in outcome.items():  # a second copy of a file's content counts once, as its duplicate
+        assert f["status"] == "LOADED" or (f["status"] == "DUPLICATE" and staged[key] == staged[f["duplicate_of"]]), f
+    assert {oldest, newest, *late} <= reloaded
+
+    in_raw = sql(deployed, "SELECT SOURCE_FILE, MOVIE_ID, TITLE, GENRES FROM RAW.MOVIES")
+    expected = [(key, *row) for key in reloaded for row in staged[key]]
+    assert sorted((str(r[0]).removeprefix(settings.prefix), int(r[1]), r[2], r[3]) for r in in_raw) == sorted(expected)
+    tracked = sql(deployed, "SELECT FILE_KEY, STATUS FROM RAW.LOAD_TRACKING WHERE DATASET = 'movies'")
+    assert sorted(tracked) == sorted((key, outcome[key]["status"]) for key in staged)
 
 
 def test_full_refresh_rebuilds_raw_to_the_same_counts(deployed: LocalStack) -> None:

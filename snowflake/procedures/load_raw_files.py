@@ -91,15 +91,36 @@ MAX_RECORD_CHARS = 10_000  # a longer REJECTED_RECORD is cut (LINE and STAGED_FI
 MAX_INSERT_BYTES = 512 * 1024  # the SQL text of one INSERT of rejected rows or claims stays below this
 
 
+NOT_AUTHORISED = (
+    "not authorised: LOAD_RAW_FILES does not empty RAW, so FULL_REFRESH => TRUE is refused (nothing was changed). "
+    "A full refresh (empty the datasets' RAW tables, their tracking and rejects, and load every staged file again) "
+    "is the procedure RAW.FULL_REFRESH_RAW_FILES, which only an administrative role (SYSADMIN or ACCOUNTADMIN) may "
+    "call: CALL RAW.FULL_REFRESH_RAW_FILES(DATASETS => ['movies'])"
+)
+
+
 def main(session, files=None, full_refresh=False, datasets=None, dry_run=False):
-    """The procedure's handler: discover, decide and claim (one transaction), load each claimed file, summarise."""
+    """The procedure's handler. ``full_refresh`` is refused: a full refresh empties RAW, which is for
+    administrators, through RAW.FULL_REFRESH_RAW_FILES (``snowflake/procedures/full_refresh_raw_files.py``)."""
+    if full_refresh:
+        raise PermissionError(NOT_AUTHORISED)
+    return run(session, files=files, datasets=datasets, dry_run=dry_run)
+
+
+def run(session, files=None, datasets=None, dry_run=False, full_refresh=False):
+    """Discover, decide and claim (one transaction), load each claimed file, summarise. A full refresh lists every
+    staged file of the datasets before it changes anything, then, in the claim transaction, empties their RAW
+    tables, tracking and rejects and claims every file, so RAW ends up holding exactly the staged files' rows."""
     started = time.time()
     load_id = datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:8]
     wanted = _datasets(datasets)
     sources, ignored, stage_path = _discover(session, files, wanted, full_refresh)
 
     if dry_run:
-        plan, results = _decide(sources, _tracked(session, sources), _checksums(session, sources))
+        if full_refresh:  # the refresh forgets the tracking first: every staged file would be loaded again
+            plan, results = _decide(sources, {}, {})
+        else:
+            plan, results = _decide(sources, _tracked(session, sources), _checksums(session, sources))
         results += [_result(src, "WOULD_LOAD") for src in plan]
         return _summary(load_id, results, ignored, started, dry_run=True, full_refresh=full_refresh)
 
@@ -134,7 +155,7 @@ def _discover(session, files, wanted, full_refresh=False):
     else:
         # a full refresh reloads every staged file of the datasets, however old
         for prefix in [f"{d}/" for d in wanted] if full_refresh else _list_prefixes(session, wanted):
-            for row in session.sql(f"LIST @{STAGE}/{prefix}" if prefix else f"LIST @{STAGE}").collect():
+            for row in _list(session, prefix):
                 objects.append((_relative(row[0]), int(row[1]), row[0]))
     sources: dict[str, dict] = {}
     ignored: list[str] = []
@@ -172,7 +193,7 @@ def _discover(session, files, wanted, full_refresh=False):
 def _learn_stage_path(session, key):
     """The stage URL's path in its bucket, from LIST of one staged object (None if it is not staged)."""
     try:
-        rows = session.sql(f"LIST @{STAGE}/{key}").collect()
+        rows = _list(session, key)
     except Exception:  # not staged: the COPY says so, naming the file
         return None
     for row in rows:
@@ -255,10 +276,20 @@ def _list_prefixes(session, wanted):
         f"(STATUS = 'LOADING' AND CLAIMED_AT < {_stale_before()}))"
     ).collect()
     for r in retry:
-        key = r["FILE_KEY"]
-        if not any(key.startswith(p) for p in prefixes):
-            prefixes.append(key.rsplit("/", 1)[0] + "/")
+        parsed = contracts.parse_stage_key(r["FILE_KEY"] or "")
+        if parsed is None or parsed.dataset not in wanted:
+            continue  # not a stage key the uploader writes: never put into a LIST
+        folder = parsed.source_key.rsplit("/", 1)[0] + "/"
+        if not any(folder.startswith(p) for p in prefixes):
+            prefixes.append(folder)
     return sorted(set(prefixes))
+
+
+def _list(session, path):
+    """LIST the stage, or the part of it under path (a stage key or a prefix of one, made of the contract's
+    characters). The location is a quoted literal, as Snowflake allows for paths with special characters
+    (https://docs.snowflake.com/en/sql-reference/sql/list): whatever a path holds, it stays one stage path."""
+    return session.sql(f"LIST {_q(f'@{STAGE}/{path}' if path else f'@{STAGE}')}").collect()
 
 
 def date_prefixes(since, until):
@@ -411,6 +442,7 @@ def _claim(session, sources, load_id, refresh=None):
     try:
         _take_lock(session, load_id)
         if refresh:
+            _refuse_while_loading(session, refresh)
             _truncate(session, refresh)
         tracked = _tracked(session, sources)
         plan, results = _decide(sources, tracked, _checksums(session, sources))
@@ -751,6 +783,22 @@ def _num(v):
 def _error_text(e):
     text = str(e).strip()
     return text.splitlines()[0][:1000] if text else type(e).__name__
+
+
+def _refuse_while_loading(session, wanted):
+    """A full refresh does not empty RAW while another CALL is loading a file of the datasets: that CALL's rows
+    would land in the emptied table after the refresh had counted the file as its own."""
+    rows = session.sql(
+        f"SELECT FILE_KEY, LOAD_ID, CLAIMED_AT FROM {TRACKING} WHERE DATASET IN ({_in_list(wanted)}) "
+        f"AND STATUS = 'LOADING' AND CLAIMED_AT >= {_stale_before()} ORDER BY CLAIMED_AT LIMIT 1"
+    ).collect()
+    if rows:
+        r = rows[0]
+        raise RuntimeError(
+            f"a load is running: CALL {r['LOAD_ID']} is loading {r['FILE_KEY']} (claimed at {r['CLAIMED_AT']} UTC), "
+            "so the full refresh changed nothing. Run it again once that CALL has finished (if that CALL died, "
+            f"{STALE_CLAIM_MINUTES} minutes after its claim)"
+        )
 
 
 def _truncate(session, wanted):
