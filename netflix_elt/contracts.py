@@ -170,10 +170,13 @@ CONTRACTS: dict[str, FileContract] = {
 DATASETS: tuple[str, ...] = tuple(CONTRACTS)
 
 # ratings.csv, ratings_20240721.csv, genome-scores.csv.gz, ...
+# Names match in full (fullmatch, and \Z: `$` would also match before a final newline, so "movies.csv\n" would pass)
+# and in ASCII only ([0-9], re.ASCII: \d would also match other scripts' digits, such as fullwidth ones).
 FILE_NAME_PATTERN = re.compile(
     r"^(?P<dataset>" + "|".join(re.escape(d) for d in DATASETS) + r")"
-    r"(?:_(?P<date>\d{8}))?"
-    r"\.csv(?P<gz>\.gz)?$"
+    r"(?:_(?P<date>[0-9]{8}))?"
+    r"\.csv(?P<gz>\.gz)?\Z",
+    re.ASCII,
 )
 
 
@@ -192,8 +195,8 @@ class ContractError(ValueError):
 
 
 def match_file_name(name: str) -> FileName | None:
-    """The contract a file name belongs to, or None if it names no MovieLens file."""
-    m = FILE_NAME_PATTERN.match(name)
+    """The contract a file name belongs to, or None if it names no MovieLens file (the whole name must match)."""
+    m = FILE_NAME_PATTERN.fullmatch(name)
     if not m:
         return None
     date = m.group("date")
@@ -211,8 +214,13 @@ def contract_for(name: str) -> FileName:
     """Like match_file_name, but raises a ContractError that says which names are accepted."""
     matched = match_file_name(name)
     if matched is None:
+        shown = name
+        hint = ""
+        if not (name.isascii() and name.isprintable()):
+            shown = ascii(name)  # a newline, a control character or a look-alike (fullwidth digits) made visible
+            hint = " (the name has characters other than printable ASCII, shown escaped)"
         raise ContractError(
-            f"{name}: not a MovieLens file name. Expected one of {expected_file_names()}. "
+            f"{shown}: not a MovieLens file name{hint}. Expected one of {expected_file_names()}. "
             "Rename the file or move it out of the landing directory."
         )
     return matched
@@ -272,10 +280,11 @@ def _valid_date(yyyymmdd: str) -> bool:
 #
 # The tracking table reports per source file (the key without the ``.partNNNNofNNNN.csv.gz`` suffix).
 
-STAGE_KEY_PATTERN = re.compile(
+STAGE_KEY_PATTERN = re.compile(  # in full and in ASCII, as FILE_NAME_PATTERN
     r"^(?P<dataset>" + "|".join(re.escape(d) for d in DATASETS) + r")/"
-    r"(?P<uploaded_at>\d{8}T\d{6}Z)_(?P<checksum>[0-9a-f]{16})/"
-    r"(?P<name>[^/]+?)(?:\.part(?P<part>\d{4})of(?P<parts>\d{4})\.csv\.gz)?$"
+    r"(?P<uploaded_at>[0-9]{8}T[0-9]{6}Z)_(?P<checksum>[0-9a-f]{16})/"
+    r"(?P<name>[^/]+?)(?:\.part(?P<part>[0-9]{4})of(?P<parts>[0-9]{4})\.csv\.gz)?\Z",
+    re.ASCII,
 )
 CHECKSUM_HEX_DIGITS = 16
 UPLOADED_AT_FORMAT = "%Y%m%dT%H%M%SZ"  # strftime format of a key's uploaded_at (UTC)
@@ -312,7 +321,7 @@ def stage_key(
 
 
 def parse_stage_key(key: str) -> StageKey | None:
-    m = STAGE_KEY_PATTERN.match(key)
+    m = STAGE_KEY_PATTERN.fullmatch(key)
     named = match_file_name(m.group("name")) if m else None
     if m is None or named is None or named.contract.dataset != m.group("dataset"):
         return None

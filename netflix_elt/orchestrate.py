@@ -8,6 +8,14 @@ generated admin password). Its connections ``snowflake_default`` and ``aws_defau
 (``AIRFLOW_CONN_*``): for the local stack they are derived from its generated credentials, or from the key pair
 in ``SNOWFLAKE_PRIVATE_KEY_PATH`` (extra ``private_key_file``, passphrase in the password field, as the Snowflake
 provider reads them); for a real account, set them yourself (see the README) and nothing here overrides them.
+
+Nothing leaks to other local users. Airflow's folder is private to its owner (mode 0700) and the password file has
+mode 0600 from the moment it is created (``airflow.cfg``, with the fernet key and JWT secret, Airflow makes 0600
+itself). Connections and passwords reach Airflow through the environment and files, never a command line. Every
+server ``netflix-elt airflow`` starts listens on 127.0.0.1 only: the API server with the UI, and the log servers of
+the scheduler and the triggerer (Airflow 3.3 has no setting for their address and binds them to every interface;
+the generated ``airflow_local_settings.py`` binds them to 127.0.0.1, and makes it the host name Airflow looks for
+them at).
 """
 
 from __future__ import annotations
@@ -28,7 +36,7 @@ from typing import Any
 
 from .config import Settings
 from .pipeline import REPO, is_local, target_env
-from .stack import LocalStack, StackError
+from .stack import LocalStack, StackError, make_private, private_dir, write_private_file
 
 DAG_ID = "full_netflix_pipeline"
 DAGS_FOLDER = REPO / "dags"
@@ -96,9 +104,33 @@ LOCAL_SETTINGS = '''"""Airflow local settings written by netflix-elt (see netfli
 
 In the scheduler, import dbt and its Snowflake adapter once: LocalExecutor forks every task process from the
 scheduler, so dbt tasks then start without importing them again (about 5 s saved per dbt task).
+
+The log servers of the scheduler (task logs, [logging] worker_log_server_port) and of the triggerer
+([logging] trigger_log_server_port) listen on 127.0.0.1: Airflow 3.3 has no setting for their address and binds
+them to every interface. The API server finds them there: `loopback_hostname` is [core] hostname_callable, the
+host name every component records for itself.
 """
 
 import sys
+
+LOG_SERVER_APP = "airflow.utils.serve_logs.log_server:get_app"
+
+
+def loopback_hostname() -> str:
+    return "127.0.0.1"
+
+
+if sys.argv[1:2] in (["scheduler"], ["triggerer"]):
+    import uvicorn
+
+    _uvicorn_run = uvicorn.run
+
+    def _run_on_loopback(app, *args, **kwargs):
+        if app == LOG_SERVER_APP:
+            kwargs["host"] = "127.0.0.1"
+        return _uvicorn_run(app, *args, **kwargs)
+
+    uvicorn.run = _run_on_loopback
 
 if sys.argv[1:2] == ["scheduler"]:
     import dbt.adapters.snowflake  # noqa: F401
@@ -108,6 +140,7 @@ if sys.argv[1:2] == ["scheduler"]:
 
 def write_local_settings(env: Mapping[str, str]) -> None:
     """``$AIRFLOW_HOME/config/airflow_local_settings.py`` (Airflow puts that folder on sys.path)."""
+    private_dir(Path(env["AIRFLOW_HOME"]))
     path = Path(env["AIRFLOW_HOME"]) / "config" / "airflow_local_settings.py"
     path.parent.mkdir(parents=True, exist_ok=True)
     if not path.exists() or path.read_text() != LOCAL_SETTINGS:
@@ -119,10 +152,10 @@ def ensure_metadata_db(env: Mapping[str, str]) -> None:
     from importlib.metadata import version
 
     home = Path(env["AIRFLOW_HOME"])
+    private_dir(home)  # before Airflow writes airflow.cfg (its keys) and the metadata database into it
     stamp = home / f".migrated-{version('apache-airflow')}"
     if stamp.exists():
         return
-    home.mkdir(parents=True, exist_ok=True)
     proc = subprocess.run([_airflow_bin(), "db", "migrate"], env=dict(env), capture_output=True, text=True, timeout=600)
     if proc.returncode != 0:
         raise StackError(f"airflow db migrate failed:\n{(proc.stdout + proc.stderr)[-3000:]}")
@@ -295,10 +328,11 @@ def serve(settings: Settings, port: int, env: Mapping[str, str]) -> int:
     """``airflow standalone`` (API server with the UI, scheduler, DAG processor, triggerer) on 127.0.0.1:port, in
     the foreground until Ctrl-C. Returns its exit code."""
     home = Path(env["AIRFLOW_HOME"])
+    private_dir(home)
     passwords = home / "passwords.json"
     if not passwords.exists():
-        passwords.write_text(json.dumps({ADMIN_USER: secrets.token_urlsafe(12)}))
-        passwords.chmod(0o600)
+        write_private_file(passwords, json.dumps({ADMIN_USER: secrets.token_urlsafe(12)}), exclusive=True)
+    make_private(passwords)
     password = json.loads(passwords.read_text())[ADMIN_USER]
     base_url = f"http://127.0.0.1:{port}"
     serve_env = {
@@ -307,6 +341,10 @@ def serve(settings: Settings, port: int, env: Mapping[str, str]) -> int:
         "AIRFLOW__API__PORT": str(port),
         "AIRFLOW__API__BASE_URL": base_url,
         "AIRFLOW__API__WORKERS": "1",
+        # the log servers listen on 127.0.0.1 (see airflow_local_settings.py), so components are found there
+        "AIRFLOW__CORE__HOSTNAME_CALLABLE": "airflow_local_settings.loopback_hostname",
+        # off by default; should it be turned on, on 127.0.0.1 too
+        "AIRFLOW__SCHEDULER__SCHEDULER_HEALTH_CHECK_SERVER_HOST": "127.0.0.1",
         "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{base_url}/execution/",
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{ADMIN_USER}:admin",
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords),

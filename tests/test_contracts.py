@@ -50,12 +50,35 @@ def test_file_names_that_match(name: str, dataset: str, date: str | None, gz: bo
 @pytest.mark.parametrize(
     "name",
     ["ratings.txt", "Ratings.csv", "ratings_2024072.csv", "ratings_20241301.csv", "users.csv", "ratings.csv.zip",
-     "ratings 2.csv", "x_ratings.csv"],
+     "ratings 2.csv", "x_ratings.csv", "movies.csv\n", "ratings.csv.gz\n", "ratings_\uff12\uff10\uff12\uff14\uff10\uff17\uff12\uff11.csv",
+     "ratings_2024\u0660721.csv", "movies.csv\nratings.csv"],
 )  # fmt: skip
 def test_file_names_that_do_not(name: str) -> None:
     assert match_file_name(name) is None
     with pytest.raises(ContractError, match="not a MovieLens file name"):
         contract_for(name)
+
+
+def test_a_name_with_a_newline_or_look_alike_digits_is_shown_escaped() -> None:
+    with pytest.raises(ContractError) as e:
+        contract_for("movies.csv\n")
+    assert str(e.value).startswith("'movies.csv\\n': not a MovieLens file name (the name has characters other than")
+    with pytest.raises(ContractError) as e:
+        contract_for("ratings_\uff12\uff10\uff12\uff14\uff10\uff17\uff12\uff11.csv")
+    assert str(e.value).startswith("'ratings_\\uff12\\uff10")
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        "ratings/20261130T061502Z_3f2a9c0d1e4b5a6f/ratings.csv\n",
+        "ratings/20261130T061502Z_3f2a9c0d1e4b5a6f/ratings.csv.part0001of0002.csv.gz\n",
+        "ratings/\uff12\uff10\uff12\uff16\uff11\uff11\uff13\uff10T061502Z_3f2a9c0d1e4b5a6f/ratings.csv",
+        "ratings/20261130T061502Z_3f2a9c0d1e4b5a6f/ratings.csv.part\uff10\uff10\uff10\uff11of0002.csv.gz",
+    ],
+)
+def test_stage_keys_match_in_full_and_in_ascii_digits(key: str) -> None:
+    assert contracts.parse_stage_key(key) is None
 
 
 def test_header_check_shows_expected_and_found() -> None:

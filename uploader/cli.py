@@ -18,7 +18,7 @@ EXIT_OK = 0
 EXIT_FAILED = 1  # S3 unreachable, access denied, an upload failed
 EXIT_CONTRACT = 2  # a landing file broke its contract, or bad usage
 
-_SIZE = re.compile(r"^\s*(\d+)\s*([kmg]i?b?|b)?\s*$", re.IGNORECASE)
+_SIZE = re.compile(r"\s*([0-9]+)\s*([kmg]i?b?|b)?\s*", re.IGNORECASE | re.ASCII)
 _UNITS = {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
 
 DESCRIPTION = f"""\
@@ -57,7 +57,7 @@ examples:
 
 def parse_size(text: str) -> int:
     """'1048576', '64KiB', '256M', '1g' -> bytes (binary units)."""
-    m = _SIZE.match(text)
+    m = _SIZE.fullmatch(text)
     if not m:
         raise argparse.ArgumentTypeError(f"not a size in bytes (e.g. 1048576, 64KiB, 256MiB, 1GiB): {text!r}")
     unit = (m.group(2) or "").lower()[:1]

@@ -6,7 +6,9 @@
    (``.*``, ``~*``, ``*.part``, ``*.partial``, ``*.tmp``, ...), report directories and non-data files (``README.txt``)
    as skipped, and check every data file's name and header line against ``netflix_elt.contracts``. If any file
    fails, raise a `LandingError` that lists every bad file with what was expected and what was found; nothing is
-   uploaded.
+   uploaded. A symbolic link is followed only to a file inside the landing directory: one that points out of it is
+   never read (a data file name makes it an error, any other a skip), so neither its content nor its first line
+   can end up on S3 or in a message.
 2. **Identify**: stream each file through sha256 (1 MiB reads), and look up the content index in the bucket,
    ``_netflix_elt_index/{prefix}sha256/{sha256}.json`` (outside the stage's location). Content that is already there is not uploaded again, whatever the
    file's name now (``ratings.csv`` copied to ``ratings_20240722.csv`` is "already uploaded"). The same read finds
@@ -269,10 +271,11 @@ def _upload_order(f: LandingFile) -> tuple[str, int, str]:
 def check_landing(landing_dir: str | Path) -> LandingCheck:
     """List a landing directory and check every data file's name and header. Reads only the first line of each file.
 
-    Raises `LandingError` listing every bad file (unknown name, wrong header, empty, not UTF-8, broken gzip), and
-    FileNotFoundError / NotADirectoryError if ``landing_dir`` is not a directory. Hidden and temporary files are
-    ignored; subdirectories (including one named like ``ratings.csv``), special files and non-data files such as
-    ``README.txt`` are returned as skipped with a note.
+    Raises `LandingError` listing every bad file (unknown name, wrong header, empty, not UTF-8, broken gzip, a
+    symbolic link out of the landing directory), and FileNotFoundError / NotADirectoryError if ``landing_dir`` is not
+    a directory. Hidden and temporary files are ignored; subdirectories (including one named like ``ratings.csv``),
+    special files and non-data files such as ``README.txt`` are returned as skipped with a note. Links out of the
+    landing directory are never read.
     """
     landing = Path(landing_dir)
     if not landing.exists():
@@ -281,9 +284,22 @@ def check_landing(landing_dir: str | Path) -> LandingCheck:
         raise NotADirectoryError(f"landing directory {landing} is not a directory")
     result = LandingCheck()
     problems: list[str] = []
+    real_landing = landing.resolve()
     for path in sorted(landing.iterdir(), key=lambda p: p.name):
         name = path.name
         if is_ignored(name):
+            continue
+        if _links_out_of(path, real_landing):
+            # never followed: a link to ~/.ssh/id_rsa must not be read, let alone uploaded or quoted in a message
+            if looks_like_data(name):
+                problems.append(
+                    f"{_shown(name)}: a symbolic link to a file outside the landing directory; such links are not "
+                    "followed (the file is not read). To upload that file, copy the file into the landing directory "
+                    "in place of the link."
+                )
+            else:
+                note = "a symbolic link to outside the landing directory: not followed, not uploaded"
+                result.skipped.append(FileResult(name, None, SKIPPED, note=note))
             continue
         if path.is_dir():
             note = "a directory, not a file: not uploaded (the landing directory is not scanned recursively)"
@@ -309,6 +325,22 @@ def check_landing(landing_dir: str | Path) -> LandingCheck:
         raise LandingError(problems)
     result.files.sort(key=_upload_order)
     return result
+
+
+def _links_out_of(path: Path, real_landing: Path) -> bool:
+    """Whether ``path`` is a symbolic link that leads out of the landing directory (or nowhere: a loop)."""
+    if not path.is_symlink():
+        return False
+    try:
+        return not path.resolve().is_relative_to(real_landing)
+    except (OSError, RuntimeError):  # a loop of links
+        return True
+
+
+def _shown(name: str) -> str:
+    """A file name as messages show it: escaped unless it is printable ASCII (a newline or a terminal escape in a
+    name must not garble, or drive, the terminal)."""
+    return name if name.isascii() and name.isprintable() else ascii(name)
 
 
 def _dataset_of(name: str) -> str | None:
