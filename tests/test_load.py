@@ -467,7 +467,7 @@ def test_full_refresh_rebuilds_raw_from_files_staged_over_two_years(deployed: Lo
 
     oldest = stage("20241103T101500Z", 9_100_000)
     newest = stage(dt.datetime.now(dt.UTC).strftime(contracts.UPLOADED_AT_FORMAT), 9_400_000)
-    loaded = pipeline.load(datasets=["movies"])  # now later CALLs list only prefixes from the day before newest
+    loaded = pipeline.load([oldest, newest])  # now CALLs without FILES list only prefixes from the day before newest
     assert {oldest, newest} <= {f["file"] for f in loaded["files"] if f["status"] == "LOADED"}, loaded["message"]
     late = [stage("20250615T080000Z", 9_200_000), stage("20241231T235959Z", 9_300_000)]
     assert pipeline.load(datasets=["movies"])["status"] == "NOTHING_TO_LOAD"  # staged under old upload times

@@ -31,9 +31,11 @@ a laptop. On top of fakesnow it adds:
   not granted: ``390189``). The bootstrap administrator (role ACCOUNTADMIN) comes from the environment,
   ``SNOWFLAKE_EMULATOR_USER`` and ``SNOWFLAKE_EMULATOR_PASSWORD``; without that password every login is accepted
   (ad-hoc use; a warning says so at start-up). Passwords never reach the log;
-- least privilege (:mod:`.access`): roles, role hierarchy, grants (including FUTURE grants) and ownership, enforced
-  before each statement of a session whose role is not an administrator's; ``USE ROLE`` and ``CURRENT_ROLE()``;
-  procedures run with their owner's role (``EXECUTE AS OWNER``);
+- least privilege (:mod:`.access`): roles, role hierarchy, grants (including FUTURE grants), ownership and
+  ``GRANT OWNERSHIP``, enforced before each statement of a session whose role is not an administrator's; such a
+  role never reaches the emulator's internal catalogue, DuckDB's host functions or the host's files, and a stage
+  path never leaves its stage; ``USE ROLE`` and ``CURRENT_ROLE()``; procedures run with their owner's role
+  (``EXECUTE AS OWNER``) under an import and builtins guard (:mod:`.procedures`; not a security boundary);
 - state that survives a restart: databases, stages, file formats, procedures, users, roles, grants and load
   history (:mod:`.server`).
 

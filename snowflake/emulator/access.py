@@ -16,7 +16,26 @@ procedure. :class:`Privileges` then checks, for a session whose role is not a sy
   object need OWNERSHIP; ``CALL`` needs USAGE on the procedure;
 - every object also needs USAGE on its database and schema;
 - users, roles, warehouses, databases, and grants of roles or of objects the role does not own are for
-  administrators only.
+  administrators only;
+- ``GRANT OWNERSHIP ON <TABLE|VIEW|STAGE|FILE FORMAT|PROCEDURE|SEQUENCE|SCHEMA> ... TO ROLE r [ { REVOKE | COPY }
+  CURRENT GRANTS ]`` moves ownership as Snowflake does: only the owner role (or a role inheriting it) or a role
+  with MANAGE GRANTS (ACCOUNTADMIN, SECURITYADMIN) may, and without MANAGE GRANTS only to a role active in the
+  session; the object's other grants are revoked (REVOKE), kept (COPY) or, without either, make it fail. The new
+  owner holds OWNERSHIP (shown by ``SHOW GRANTS TO ROLE``); an owner's-rights procedure then runs with its rights.
+  ``CREATE OR REPLACE`` makes a new object, owned by the role that creates it.
+
+What a non-administrative role never reaches (:meth:`Enforcer.screen`): the emulator's internal catalogue (users
+and their password hashes, grants, procedures, owners, COPY bookkeeping: database ``_FS_GLOBAL``, every database's
+``_FS_INFORMATION_SCHEMA``, schema ``_EMULATOR``, tables named ``_EMU_*``/``_FS_*``) and DuckDB's catalogues
+(``SYSTEM``, ``TEMP``, ``PG_CATALOG``) answer as objects that do not exist, to reads and writes alike, whatever
+the statement, quoting or case; ``IDENTIFIER('<name>')`` and session variables are resolved before the check.
+``INFORMATION_SCHEMA`` views are readable, never writable. DuckDB's host functions (``read_csv``, ``read_text``,
+``glob``, ``query``, ``duckdb_*``, ``current_setting``, ...) are unknown functions; a file name in FROM, or any name
+that is not an existing table or view, does not exist. Statements the emulator does not know (DuckDB's ``ATTACH``,
+``PRAGMA``, ``INSTALL``, ``COPY ... TO``, ``EXPORT``, ...) and statements it cannot parse are refused, as is more
+than one statement at a time. COPY loads only from named stages (a table's own stage for its owner), never from a
+URL or path in the statement nor from a stage whose URL is the host's file system; a stage's URL must be cloud
+storage (``s3://``, ``gcs://``, ``azure://``).
 
 Privileges come from the role, every role granted to it (``GRANT ROLE a TO ROLE b``, transitively), PUBLIC and
 ownership. OWNERSHIP and ALL imply every privilege. A grant on an object stops applying when the object is
@@ -27,8 +46,8 @@ them) count as created before any explicit grant and after any future grant. Den
 ``Insufficient privileges to operate on <kind> '<NAME>'`` (003001) when it can but lacks the privilege.
 
 Not checked (documented differences): SHOW/DESCRIBE and INFORMATION_SCHEMA show every object; secondary roles are
-never active (as with ``USE SECONDARY ROLES NONE``); USE DATABASE/SCHEMA/WAREHOUSE need no privilege; statements
-the emulator cannot parse pass through unchecked, except DDL, which is refused to non-administrators.
+never active (as with ``USE SECONDARY ROLES NONE``); USE DATABASE/SCHEMA/WAREHOUSE need no privilege (but never
+reach the internal catalogue). Administrators are not checked: they run as the user who started the emulator.
 """
 
 from __future__ import annotations
@@ -312,8 +331,62 @@ def schema_exists(duck: Any, database: str, schema: str) -> bool:
     )
 
 
+def display_name(name: str) -> str:
+    """A granted object's name as SHOW GRANTS writes it: a procedure's argument types separated by ", "."""
+    head, paren, args = name.partition("(")
+    return head + paren + ", ".join(a.strip() for a in args.split(",")) if paren else name
+
+
+def transfer_owner(duck: Any, database: str, schema: str, name: str, kind: str, role: str) -> None:
+    """GRANT OWNERSHIP: the object's owner is now ``role`` (it keeps its creation time: grants on it still apply)."""
+    with fresh(duck) as conn:
+        _ensure_owners(conn, database)
+        if owner_record(conn, database, schema, name):
+            conn.execute(
+                f"UPDATE {owners_table(database)} SET owner = ? WHERE schema_name = ? AND name = ?",
+                [role, schema, name],
+            )
+        else:
+            conn.execute(f"INSERT INTO {owners_table(database)} VALUES (?, ?, ?, ?, NULL)", [schema, name, kind, role])
+
+
+def forget_ownership(duck: Any, kinds: Iterable[str], name: str, new_name: str | None = None) -> None:
+    """An object was created, replaced or dropped (``new_name``: renamed): an OWNERSHIP grant on the old one goes."""
+    kinds = list(kinds)
+    marks = ", ".join("?" for _ in kinds)
+    with fresh(duck) as conn:
+        if new_name is None:
+            conn.execute(
+                f"DELETE FROM {GRANTS} WHERE privilege = 'OWNERSHIP' AND granted_on IN ({marks}) AND name = ?",
+                [*kinds, name],
+            )
+        else:
+            conn.execute(
+                f"UPDATE {GRANTS} SET name = ? WHERE privilege = 'OWNERSHIP' AND granted_on IN ({marks}) AND name = ?",
+                [new_name, *kinds, name],
+            )
+
+
+def forget_grants(duck: Any, kind: str, name: str, ownership_only: bool = False) -> None:
+    """A procedure was replaced or dropped: the grants on it go (only its OWNERSHIP with ``ownership_only``)."""
+    if ownership_only:
+        forget_ownership(duck, [kind], name)
+        return
+    with fresh(duck) as conn:
+        conn.execute(f"DELETE FROM {GRANTS} WHERE granted_on = ? AND name = ? AND NOT future", [kind, name])
+
+
 # -- privileges ------------------------------------------------------------------------------------------------------
 _IMPLIED = ("ALL", "ALL PRIVILEGES", "OWNERSHIP")
+# roles with the account-level MANAGE GRANTS privilege (Snowflake grants it to SECURITYADMIN; ACCOUNTADMIN inherits it)
+MANAGE_GRANTS_ROLES = frozenset({"ACCOUNTADMIN", "SECURITYADMIN"})
+# objects whose ownership GRANT OWNERSHIP transfers (other kinds keep an OWNERSHIP grant only)
+TRANSFERABLE = frozenset({"TABLE", "VIEW", "STAGE", "FILE FORMAT", "PROCEDURE", "SEQUENCE", "FUNCTION", "SCHEMA"})
+_SINGLE_TARGET_RX = re.compile(
+    rf"(?P<type>DATABASE|SCHEMA|TABLE|VIEW|STAGE|FILE\s+FORMAT|PROCEDURE|FUNCTION|WAREHOUSE|SEQUENCE|"
+    rf"INTEGRATION|ACCOUNT)\s*(?P<name>{_NAME})?\s*(?P<sig>\(.*\))?$",
+    re.IGNORECASE,
+)
 
 
 class Privileges:
@@ -355,7 +428,7 @@ class Privileges:
 
     # -- what is known of an object --------------------------------------------------------------------------------
     def relation(self, database: str, schema: str, name: str) -> ObjectInfo:
-        kind = table_kind(self.session, database, schema, name)
+        kind = table_kind(self.session, database, schema, name) or table_kind(self.session, "temp", "main", name)
         record = owner_record(self._conn, database, schema, name)
         if record and kind and record[0] in ("TABLE", "VIEW", "MATERIALIZED VIEW"):
             return ObjectInfo(True, kind, record[1], record[2])
@@ -647,6 +720,27 @@ class AccessCatalog:
                 raise not_authorized("User", grantee, "02000")
             self._store(revoke, "USAGE", "ROLE", role, kind, grantee, False, False)
             return _status("Statement executed successfully.")
+        if not revoke and (
+            m := re.match(
+                rf"GRANT\s+OWNERSHIP\s+ON\s+(?P<target>.+?)\s+TO\s+(?:ROLE\s+)?(?P<grantee>{_IDENT})"
+                r"(?:\s+(?P<current>REVOKE|COPY)\s+CURRENT\s+GRANTS)?\s*$",
+                s,
+                re.IGNORECASE | re.DOTALL,
+            )
+        ):
+            target = m.group("target").strip()
+            single = _SINGLE_TARGET_RX.match(target)
+            kind = re.sub(r"\s+", " ", single.group("type").upper()) if single else ""
+            if kind in TRANSFERABLE:
+                return self._grant_ownership(kind, single, norm(m.group("grantee")), m.group("current"))  # type: ignore[arg-type]
+            if re.match(r"(ALL|FUTURE)\s", target, re.IGNORECASE):
+                raise sql_error(
+                    "SQL compilation error:\nGRANT OWNERSHIP ON ALL/FUTURE ... is not supported by the local emulator: "
+                    "transfer each object",
+                    1003,
+                )
+            # other kinds (DATABASE, WAREHOUSE, ...): an OWNERSHIP grant, as before (administrators only)
+            s = s[: m.start("current") - 1].rstrip() if m.group("current") else s
         m = re.match(
             rf"{verb}\s+(?:GRANT\s+OPTION\s+FOR\s+)?(?P<privs>.+?)\s+ON\s+(?P<target>.+?)\s+{prep}\s+"
             rf"(?:ROLE\s+)?(?P<grantee>{_IDENT})(?P<opt>\s+WITH\s+GRANT\s+OPTION)?(?:\s+(?:CASCADE|RESTRICT))?\s*$",
@@ -674,24 +768,121 @@ class AccessCatalog:
                 for p in privileges:
                     self._store(revoke, p, kind, name, "ROLE", grantee, bool(m.group("opt")), future)
             return _status("Statement executed successfully.")
-        single = re.match(
-            rf"(?P<type>DATABASE|SCHEMA|TABLE|VIEW|STAGE|FILE\s+FORMAT|PROCEDURE|FUNCTION|WAREHOUSE|SEQUENCE|"
-            rf"INTEGRATION|ACCOUNT)\s*(?P<name>{_NAME})?\s*(?P<sig>\(.*\))?$",
-            target,
-            re.IGNORECASE,
-        )
+        single = _SINGLE_TARGET_RX.match(target)
         if not single:
             raise sql_error(f"SQL compilation error:\nunsupported object in {verb}: {target}", 1003)
         kind = re.sub(r"\s+", " ", single.group("type").upper())
+        name = self._target_name(kind, single)
+        if not self._admin():
+            self._require_owner(kind, name)
+        if privileges == ["OWNERSHIP"] and not revoke:  # one owner: the grant replaces the previous one
+            self.duck.execute(
+                f"DELETE FROM {GRANTS} WHERE privilege = 'OWNERSHIP' AND granted_on = ? AND name = ?", [kind, name]
+            )
+        for p in privileges:
+            self._store(revoke, p, kind, name, "ROLE", grantee, bool(m.group("opt")), False)
+        return _status("Statement executed successfully.")
+
+    def _target_name(self, kind: str, single: re.Match[str]) -> str:
         depth = {"DATABASE": 1, "WAREHOUSE": 1, "INTEGRATION": 1, "ACCOUNT": 0, "SCHEMA": 2}.get(kind, 3)
         name = self._qualify(norm(single.group("name") or ""), depth) if depth else ""
         if single.group("sig"):
             name += "(" + signature_of(single.group("sig").strip()[1:-1]) + ")"
-        if not self._admin():
-            self._require_owner(kind, name)
-        for p in privileges:
-            self._store(revoke, p, kind, name, "ROLE", grantee, bool(m.group("opt")), False)
+        return name
+
+    def _grant_ownership(self, kind: str, single: re.Match[str], grantee: str, current: str | None) -> Any:
+        """``GRANT OWNERSHIP ON <kind> <name> TO ROLE <role> [ { REVOKE | COPY } CURRENT GRANTS ]``.
+
+        Who: the role that owns the object (or a role that inherits it) or one with MANAGE GRANTS (ACCOUNTADMIN,
+        SECURITYADMIN); without MANAGE GRANTS, only to a role active in the session (the role or one it inherits).
+        The object's other grants ("outbound privileges") are revoked (REVOKE), kept (COPY), or, if there are any
+        and neither is given, the transfer fails. The new owner then has every privilege on it (a procedure it owns
+        runs with its rights); CREATE OR REPLACE makes a new object, owned by the role that creates it."""
+        from .procedures import ProcedureCatalog
+
+        self._require_role(grantee)
+        name = self._target_name(kind, single)
+        parts = name.split("(")[0].split(".")
+        short = parts[-1] if parts else name
+        label = kind.title() if kind in ("TABLE", "VIEW", "STAGE", "SCHEMA", "PROCEDURE") else "Object"
+        with Privileges(self.duck, self.principal.role) as privileges:
+            if kind == "PROCEDURE":
+                owner = ProcedureCatalog(self.duck).owner_of(name)
+                info = ObjectInfo(owner is not None, kind, owner)
+            elif kind in ("TABLE", "VIEW"):
+                info = privileges.relation(*parts) if len(parts) == 3 else ObjectInfo(False)
+            elif kind == "SCHEMA":
+                info = privileges.schema(*parts) if len(parts) == 2 else ObjectInfo(False)
+            else:
+                info = privileges.other(*parts) if len(parts) == 3 else ObjectInfo(False)
+                if not info.exists and len(parts) == 3:
+                    info = ObjectInfo(self._catalogued(kind, *parts), kind)
+            if not info.exists:
+                raise not_authorized(label, name.split("(")[0], "02000")
+            manage = bool(privileges.roles & MANAGE_GRANTS_ROLES)
+            owned = info.owner is not None and info.owner in privileges.roles
+            owned = owned or any(
+                p == "OWNERSHIP" and on == kind and g == name and not f for p, on, g, f, _ in privileges.grants
+            )
+            if not manage and not owned:
+                if privileges.admin or privileges.any_privilege(kind, name, info):
+                    raise insufficient(kind.lower(), short)
+                raise not_authorized(label, name.split("(")[0], "02000")
+            if not manage and grantee not in privileges.roles:
+                raise sql_error(
+                    f"SQL compilation error:\n{kind.title()} ownership can only be transferred to a role that is "
+                    "activated in the current session or by a role with account-level MANAGE GRANTS.",
+                    3001,
+                    "42501",
+                )
+        outbound = self.duck.execute(
+            f"SELECT privilege, grantee_name FROM {GRANTS} WHERE granted_on = ? AND name = ? AND NOT future "
+            "AND privilege <> 'OWNERSHIP' ORDER BY created_on",
+            [kind, name],
+        ).fetchall()
+        if outbound and current is None:
+            privilege, role = outbound[0]
+            raise sql_error(
+                f"SQL execution error: Dependent grant of privilege '{privilege}' on securable '{display_name(name)}' "
+                f"to role "
+                f"'{role}' exists. It must be revoked first. More than one dependent grant may exist: use 'SHOW "
+                "GRANTS' command to view them. To revoke all dependent grants while transferring object ownership, "
+                "use convenience command 'GRANT OWNERSHIP ON <target_objects> TO <target_role> REVOKE CURRENT "
+                "GRANTS'.",
+                3111,
+                "42501",
+            )
+        if current and current.upper() == "REVOKE":
+            self.duck.execute(
+                f"DELETE FROM {GRANTS} WHERE granted_on = ? AND name = ? AND NOT future AND privilege <> 'OWNERSHIP'",
+                [kind, name],
+            )
+        self.duck.execute(
+            f"DELETE FROM {GRANTS} WHERE privilege = 'OWNERSHIP' AND granted_on = ? AND name = ?", [kind, name]
+        )
+        self._store(False, "OWNERSHIP", kind, name, "ROLE", grantee, False, False)
+        if kind == "PROCEDURE":
+            ProcedureCatalog(self.duck).set_owner(name, grantee)
+        elif kind == "SCHEMA":
+            transfer_owner(self.duck, parts[0], parts[1], "", kind, grantee)
+        else:
+            transfer_owner(self.duck, parts[0], parts[1], parts[2], kind, grantee)
         return _status("Statement executed successfully.")
+
+    def _catalogued(self, kind: str, database: str, schema: str, name: str) -> bool:
+        """Whether fakesnow's catalogue has the stage or file format (objects the emulator has no owner for)."""
+        table = {"STAGE": "_fs_stages", "FILE FORMAT": "_fs_file_formats"}.get(kind)
+        if table is None:
+            return False
+        return bool(
+            first(
+                self.duck.execute(
+                    f"SELECT 1 FROM _fs_global._fs_information_schema.{table} "
+                    "WHERE database_name = ? AND schema_name = ? AND name = ?",
+                    [database, schema, name],
+                )
+            )
+        )
 
     def _require_owner(self, kind: str, name: str) -> None:
         """A role that is not an administrator grants privileges only on objects it owns."""
@@ -760,6 +951,19 @@ class AccessCatalog:
 
     # -- SHOW -------------------------------------------------------------------------------------------------------
     def _show(self, s: str) -> tuple[list[str], list[tuple[Any, ...]]]:
+        columns, rows = self._show_rows(s)
+        if "granted_on" in columns:  # Snowflake writes object kinds of two words with an underscore (FILE_FORMAT)
+            at, named = columns.index("granted_on"), columns.index("name")
+            rows = [
+                tuple(
+                    str(v).replace(" ", "_") if i == at else display_name(str(v)) if i == named and v else v
+                    for i, v in enumerate(r)
+                )
+                for r in rows
+            ]
+        return columns, rows
+
+    def _show_rows(self, s: str) -> tuple[list[str], list[tuple[Any, ...]]]:
         u = re.sub(r"\s+", " ", s.upper())
         if u.startswith("SHOW ROLES"):
             rows = self.duck.execute(f"SELECT created_on, name, comment FROM {ROLES} ORDER BY name").fetchall()
@@ -805,6 +1009,189 @@ class AccessCatalog:
             ).fetchall()
             return cols, list(rows)
         raise NotImplementedError(s)
+
+
+# -- what only administrators reach ---------------------------------------------------------------------------------
+# The emulator's catalogue (users, password hashes, grants, procedures, owners, COPY bookkeeping) lives in DuckDB next
+# to the data: in the global database _FS_GLOBAL, in every database's _FS_INFORMATION_SCHEMA and in tables named
+# _EMU_*/_FS_*. DuckDB's own catalogues (SYSTEM, TEMP, PG_CATALOG) and Snowflake's SNOWFLAKE database are not a
+# role's either. To a non-administrative role they do not exist.
+INTERNAL_DATABASES = frozenset({"_FS_GLOBAL", "SYSTEM", "TEMP", "SNOWFLAKE"})
+INTERNAL_SCHEMAS = frozenset({"_FS_INFORMATION_SCHEMA", "_EMULATOR", "PG_CATALOG"})
+INTERNAL_PREFIXES = ("_FS_", "_EMU_")
+READ_ONLY_SCHEMAS = frozenset({"INFORMATION_SCHEMA"})
+# the INFORMATION_SCHEMA views Snowflake gives every role (read only)
+INFORMATION_SCHEMA_VIEWS = frozenset(
+    {
+        "APPLICABLE_ROLES",
+        "COLUMNS",
+        "DATABASES",
+        "ENABLED_ROLES",
+        "EXTERNAL_TABLES",
+        "FILE_FORMATS",
+        "FUNCTIONS",
+        "INFORMATION_SCHEMA_CATALOG_NAME",
+        "LOAD_HISTORY",
+        "OBJECT_PRIVILEGES",
+        "PACKAGES",
+        "PIPES",
+        "PROCEDURES",
+        "REFERENTIAL_CONSTRAINTS",
+        "SCHEMATA",
+        "SEQUENCES",
+        "STAGES",
+        "TABLE_CONSTRAINTS",
+        "TABLE_PRIVILEGES",
+        "TABLE_STORAGE_METRICS",
+        "TABLES",
+        "USAGE_PRIVILEGES",
+        "VIEWS",
+    }
+)
+# DuckDB functions that reach the host (files, settings, the environment, SQL text run unchecked) beyond its table
+# and pragma functions; and the table functions that only compute values
+HOST_SCALARS = frozenset(
+    {"CURRENT_SETTING", "GETVARIABLE", "GETENV", "WRITE_LOG", "JSON_EXECUTE_SERIALIZED_SQL", "QUERY", "QUERY_TABLE"}
+)
+HOST_PREFIXES = ("READ_", "DUCKDB_", "PRAGMA_", "PARQUET_", "SNIFF_", "ICEBERG_", "DELTA_", "SQLITE_", "POSTGRES_")
+VALUE_TABLE_FUNCTIONS = frozenset(
+    {"RANGE", "GENERATE_SERIES", "UNNEST", "REPEAT", "REPEAT_ROW", "JSON_EACH", "JSON_TREE", "VERSION"}
+)
+# the statements a non-administrative role may send (the emulator's own statements are matched before this)
+STATEMENTS = (
+    exp.Query,
+    exp.Insert,
+    exp.Update,
+    exp.Delete,
+    exp.Merge,
+    exp.TruncateTable,
+    exp.Copy,
+    exp.Create,
+    exp.Drop,
+    exp.Alter,
+    exp.Comment,
+    exp.Describe,
+    exp.Show,
+    exp.Use,
+    exp.Transaction,
+    exp.Commit,
+    exp.Rollback,
+    exp.Set,
+    exp.Put,
+)
+# SHOW statements sqlglot leaves unparsed that fakesnow answers
+SHOW_COMMAND_RX = re.compile(
+    r"SHOW\s+(TERSE\s+)?(OBJECTS|TABLES|VIEWS|SCHEMAS|DATABASES|COLUMNS|STAGES|FILE\s+FORMATS|(USER\s+)?PROCEDURES"
+    r"|(USER\s+)?FUNCTIONS|SEQUENCES|PARAMETERS|WAREHOUSES|(PRIMARY|IMPORTED|UNIQUE)\s+KEYS)\b"
+)
+_HOST_FUNCTIONS: frozenset[str] | None = None
+
+
+def internal(database: str, schema: str, name: str) -> bool:
+    """Whether an object name points into the emulator's catalogue or DuckDB's (see above)."""
+    parts = [p.upper() for p in (database, schema, name) if p]
+    return (
+        database.upper() in INTERNAL_DATABASES
+        or schema.upper() in INTERNAL_SCHEMAS
+        or any(p.startswith(INTERNAL_PREFIXES) for p in parts)
+    )
+
+
+def host_function(name: str, conn: Any) -> bool:
+    """Whether ``name`` (upper case) is a DuckDB function that reads or changes something outside the tables: its
+    table functions (read_csv, read_text, glob, query, duckdb_settings ...) and pragmas, and a few scalars."""
+    global _HOST_FUNCTIONS
+    if _HOST_FUNCTIONS is None:
+        rows = conn.execute(
+            "SELECT DISTINCT upper(function_name) FROM duckdb_functions() "
+            "WHERE function_type IN ('table', 'table_macro', 'pragma')"
+        ).fetchall()
+        _HOST_FUNCTIONS = frozenset(r[0] for r in rows) - VALUE_TABLE_FUNCTIONS | HOST_SCALARS
+    return name in _HOST_FUNCTIONS or name.startswith(HOST_PREFIXES)
+
+
+def unknown_statement(sql: str) -> snowflake.connector.errors.ProgrammingError:
+    """Snowflake's answer to a statement it does not know (DuckDB's ATTACH, PRAGMA, INSTALL, COPY ... TO, ...)."""
+    word = (sql.strip().split(None, 1) or [""])[0][:32]
+    return sql_error(f"SQL compilation error:\nsyntax error line 1 at position 0 unexpected '{word}'.", 1003, "42000")
+
+
+def invalid_url(url: str) -> snowflake.connector.errors.ProgrammingError:
+    return sql_error(f"SQL compilation error:\ninvalid URL prefix found in: '{url}'", 1011, "42601")
+
+
+def screen_tokens(sql: str, conn: Any) -> None:
+    """What a statement's words alone say about it (so statements the emulator does not parse are covered too): one
+    statement only, no name of the internal catalogue, no DuckDB host function. String literals are not looked at."""
+    import sqlglot
+    from sqlglot.tokens import TokenType
+
+    try:
+        tokens = sqlglot.tokenize(sql, read="snowflake")
+    except Exception:
+        raise unknown_statement(sql) from None
+    count = 1 if tokens else 0
+    for i, token in enumerate(tokens):
+        if token.token_type == TokenType.SEMICOLON:
+            if i + 1 < len(tokens) and tokens[i + 1].token_type != TokenType.SEMICOLON:
+                count += 1
+            continue
+        if "STRING" in token.token_type.name:
+            continue
+        word = token.text.upper()
+        if word.startswith(INTERNAL_PREFIXES) or word in INTERNAL_SCHEMAS:
+            raise not_authorized("Object", token.text)
+        if i + 1 < len(tokens) and tokens[i + 1].token_type == TokenType.L_PAREN and host_function(word, conn):
+            raise sql_error(f"SQL compilation error:\nUnknown function {word}", 2140, "42601")
+    if count > 1:
+        raise sql_error(f"Actual statement count {count} did not match the desired statement count 1.", 8, "0A000")
+
+
+def _resolve_identifiers(expression: Any) -> Any:
+    """``IDENTIFIER('<name>')`` as the object it names (what fakesnow runs); an IDENTIFIER of a variable or a bind
+    parameter is refused (the emulator could not check what it names)."""
+    for node in list(expression.find_all(exp.DynamicIdentifier)):
+        literal = node.this
+        if not (isinstance(literal, exp.Literal) and literal.is_string):
+            raise sql_error(
+                "SQL compilation error:\nIDENTIFIER() of a variable or bind parameter is not supported by the local "
+                "emulator for a role that is not an administrator's: name the object, or IDENTIFIER('<name>')",
+                2003,
+                "42601",
+            )
+        try:
+            named = exp.to_table(literal.name, dialect="snowflake")
+        except Exception:
+            raise not_authorized("Object", literal.name) from None
+        parent = node.parent
+        if isinstance(parent, exp.Table) and parent.this is node:
+            for key in ("this", "db", "catalog"):
+                if named.args.get(key) is not None:
+                    parent.set(key, named.args[key])
+        elif any(
+            p.name.upper().startswith(INTERNAL_PREFIXES) or p.name.upper() in INTERNAL_SCHEMAS for p in named.parts
+        ):
+            raise not_authorized("Object", literal.name)
+    return expression
+
+
+def copy_source(expression: exp.Copy) -> str | None:
+    """What a ``COPY INTO <table>`` reads: ``@stage/path``, or the URL or path it names."""
+    files = expression.args.get("files") or []
+    if not files:
+        return None
+    source = files[0]
+    if isinstance(source, exp.Subquery):
+        select = source.this
+        from_ = select.args.get("from_") if isinstance(select, exp.Select) else None
+        if from_ is None:
+            return None
+        source = from_.this
+    if isinstance(source, exp.Table) and isinstance(source.this, exp.Var | exp.Literal):
+        source = source.this
+    if isinstance(source, exp.Var | exp.Literal):
+        return str(source.name)
+    return str(source.sql(dialect="snowflake"))
 
 
 # -- enforcement -----------------------------------------------------------------------------------------------------
@@ -859,44 +1246,93 @@ class Enforcer:
             parts.insert(0, self.database)
         return parts[-3], parts[-2], parts[-1]
 
-    @staticmethod
-    def _skipped(database: str, schema: str, name: str) -> bool:
-        return (
-            schema.upper() in ("INFORMATION_SCHEMA", "_FS_INFORMATION_SCHEMA")
-            or database.upper() in ("SNOWFLAKE", "_FS_GLOBAL", "SYSTEM", "TEMP")
-            or name.upper().startswith(("_EMU_", "_FS_"))
-            or not name
-        )
+    # -- what a non-administrative role never touches --------------------------------------------------------------
+    def guard_internal(self, database: str, schema: str, name: str) -> None:
+        """The emulator's own catalogue and DuckDB's catalogues do not exist for a non-administrative role."""
+        if self.enforce and internal(database, schema, name):
+            raise not_authorized("Object", ".".join(p for p in (database, schema, name) if p))
+
+    def guard_writable(self, database: str, schema: str, name: str) -> None:
+        self.guard_internal(database, schema, name)
+        if self.enforce and schema.upper() in READ_ONLY_SCHEMAS:
+            raise insufficient("schema", schema.upper())
+
+    def screen(self, sql: str, expression: Any) -> Any:
+        """Refuse, for a non-administrative role, what Snowflake would not run or what reaches past the emulator's
+        objects: more than one statement, a statement the emulator does not know, the internal catalogue, DuckDB's
+        host functions. Returns the statement with ``IDENTIFIER('<name>')`` resolved to the object it names."""
+        screen_tokens(sql, self.p._conn)
+        head = sql.lstrip()[:64].upper()
+        ddl = re.match(r"(CREATE|DROP|ALTER|UNDROP|COMMENT)\s", head) and not re.match(r"ALTER\s+SESSION\b", head)
+        if expression is None:
+            if ddl:
+                raise insufficient("account", ACCOUNT)
+            raise unknown_statement(sql)
+        if isinstance(expression, exp.Command):
+            if ddl:
+                raise insufficient("account", ACCOUNT)
+            if not SHOW_COMMAND_RX.match(head):
+                raise unknown_statement(sql)
+        elif isinstance(expression, exp.Alias):
+            if not (isinstance(expression.this, exp.Column) and expression.this.name.upper() == "UNSET"):
+                raise unknown_statement(sql)  # DuckDB's DETACH, INSTALL, RESET, SUMMARIZE ... parse as an alias
+        elif not isinstance(expression, STATEMENTS):
+            raise unknown_statement(sql)
+        expression = _resolve_identifiers(expression)
+        for table in list(expression.find_all(exp.Table)):
+            this = table.this
+            if isinstance(this, exp.Identifier):
+                database, schema, name = self.qualify(table)
+                self.guard_internal(database, schema, name)
+                if isinstance(expression, exp.Show | exp.Use) and any(
+                    _ident(part) and str(_ident(part)).upper() in INTERNAL_DATABASES | INTERNAL_SCHEMAS
+                    for part in table.parts
+                ):  # a database or schema named on its own (SHOW ... IN DATABASE SYSTEM, USE SYSTEM)
+                    raise not_authorized("Object", table.sql(dialect="snowflake"))
+                if schema.upper() in READ_ONLY_SCHEMAS and name.upper() not in INFORMATION_SCHEMA_VIEWS:
+                    raise not_authorized("Object", f"{database}.{schema}.{name}")
+            elif isinstance(this, exp.Var) and this.name.startswith("@"):
+                continue  # a stage: checked where it is used
+            elif isinstance(this, exp.Literal) and isinstance(expression, exp.Copy):
+                continue  # COPY's source: checked by _copy
+            elif this is None or isinstance(this, exp.Literal | exp.Dot | exp.DynamicIdentifier | exp.Parameter):
+                # a file name in FROM ('/etc/passwd', read by DuckDB), a 4-part name, a session variable
+                raise not_authorized("Object", table.sql(dialect="snowflake"))
+        return expression
 
     # -- single checks ---------------------------------------------------------------------------------------------
     def read(self, database: str, schema: str, name: str) -> None:
-        checked = self._relation(database, schema, name, "Object")
-        if checked is not None and not self.p.has("SELECT", checked[1].kind or "TABLE", *checked):
-            raise not_authorized("Object", checked[0])
+        if not self.enforce:
+            return
+        self.guard_internal(database, schema, name)
+        if schema.upper() in READ_ONLY_SCHEMAS:
+            return  # the INFORMATION_SCHEMA views Snowflake shows every role (rows are not filtered: see above)
+        fq = f"{database}.{schema}.{name}"
+        if not name or not self.p.usage(database, schema):
+            raise not_authorized("Object", fq)
+        info = self.p.relation(database, schema, name)
+        if not info.exists or not self.p.has("SELECT", info.kind or "TABLE", fq, info):
+            raise not_authorized("Object", fq)
 
     def write(self, privilege: str, database: str, schema: str, name: str) -> None:
-        checked = self._relation(database, schema, name, "Table")
-        if checked is None:
+        if not self.enforce:
             return
-        fq, info = checked
+        self.guard_writable(database, schema, name)
+        fq = f"{database}.{schema}.{name}"
+        if not name or not self.p.usage(database, schema):
+            raise not_authorized("Table", fq)
+        info = self.p.relation(database, schema, name)
+        if not info.exists:
+            raise not_authorized("Table", fq)
         if not self.p.has(privilege, info.kind or "TABLE", fq, info):
-            if info.exists and self.p.any_privilege(info.kind or "TABLE", fq, info):
+            if self.p.any_privilege(info.kind or "TABLE", fq, info):
                 raise insufficient((info.kind or "table").lower(), name)
             raise not_authorized("Table", fq)
-
-    def _relation(self, database: str, schema: str, name: str, what: str) -> tuple[str, ObjectInfo] | None:
-        """The table or view a statement reads or writes, if its privileges are checked (``what`` names it in the
-        error when the role may not even use its schema)."""
-        if not self.enforce or self._skipped(database, schema, name):
-            return None
-        fq = f"{database}.{schema}.{name}"
-        if not self.p.usage(database, schema):
-            raise not_authorized(what, fq)
-        return fq, self.p.relation(database, schema, name)
 
     def own(self, kind: str, database: str, schema: str, name: str, info: ObjectInfo) -> None:
         if not self.enforce:
             return
+        self.guard_writable(database, schema, name)
         fq = f"{database}.{schema}.{name}"
         if self.p.owns(info):
             return
@@ -912,21 +1348,42 @@ class Enforcer:
     def create_in(self, kind: str, database: str, schema: str) -> None:
         if not self.enforce:
             return
+        self.guard_writable(database, schema, "")
         if not self.p.usage(database, schema):
             raise not_authorized("Schema", f"{database}.{schema}", "02000")
         if not self.p.has(f"CREATE {kind}", "SCHEMA", f"{database}.{schema}", self.p.schema(database, schema)):
             raise insufficient("schema", schema)
 
-    def stage(self, ref: str) -> None:
+    def stage(self, ref: str, write: bool = False) -> None:
+        """USAGE (READ) on a named stage, WRITE (or ownership) to put files on it; a non-administrative role reads
+        only stages on cloud storage or the emulator's internal stages, never the host's file system."""
         if not self.enforce:
             return
         database, schema, name = self.qualify_text(ref)
+        self.guard_internal(database, schema, name)
         fq = f"{database}.{schema}.{name}"
         info = self.p.other(database, schema, name)
-        if not self.p.usage(database, schema) or not (
-            self.p.has("USAGE", "STAGE", fq, info) or self.p.has("READ", "STAGE", fq, info)
-        ):
+        wanted = ("WRITE",) if write else ("USAGE", "READ")
+        if not self.p.usage(database, schema) or not any(self.p.has(p, "STAGE", fq, info) for p in wanted):
             raise not_authorized("Stage", fq, "02000")
+        from . import stages
+
+        _fq, location, _path = stages.resolve_stage(self.p.session, "@" + ref, self.database, self.schema)
+        if not (stages.is_cloud_url(location) or stages.is_internal(location)):
+            raise invalid_url(location)
+
+    def special_stages(self, sql: str) -> None:
+        """The user stage (``@~``) and table stages (``@%<table>``): the emulator has no user stages; a table's
+        stage is its owner's."""
+        if not self.enforce:
+            return
+        for m in re.finditer(r"@(?P<ns>(?:(?:\"[^\"]+\"|[\w$]+)\.){0,2})(?P<kind>~|%)(?P<name>\"[^\"]+\"|[\w$]*)", sql):
+            if m.group("kind") == "~":
+                raise not_authorized("Stage", "~", "02000")
+            database, schema, name = self.qualify_text(m.group("ns") + m.group("name"))
+            info = self.p.relation(database, schema, name)
+            if not self.p.owns(info):
+                raise not_authorized("Stage", f"{database}.{schema}.%{name}", "02000")
 
     def procedure(self, database: str, schema: str, name: str, signature: str, owner: str | None) -> None:
         if not self.enforce:
@@ -942,19 +1399,23 @@ class Enforcer:
         """Raise if the role may not run ``sql``; return the object change to record once it ran."""
         head = sql[:80].upper()
         if re.match(r"(LIST|LS)\s", head):
+            if self.enforce:
+                screen_tokens(sql, self.p._conn)
+                self.special_stages(sql)
             for ref in _stage_refs(sql):
                 self.stage(ref)
             return None
+        if self.enforce:
+            expression = self.screen(sql, expression)
         if expression is None:
-            if re.match(r"(CREATE|DROP|ALTER|UNDROP|COMMENT)\s", head) and not re.match(r"ALTER\s+SESSION\b", head):
-                self.deny_account()
             return None
         if isinstance(expression, exp.Copy):
-            target = expression.this
-            if isinstance(target, exp.Table) and not target.name.startswith("@"):
-                self.write("INSERT", *self.qualify(target))
+            self._copy(sql, expression)
+            return None
+        if isinstance(expression, exp.Put):
+            self.special_stages(sql)
             for ref in _stage_refs(sql):
-                self.stage(ref)
+                self.stage(ref, write=True)
             return None
         if isinstance(expression, exp.Insert):
             target = _target(expression.this)
@@ -997,9 +1458,45 @@ class Enforcer:
             if re.match(r"(CREATE|DROP|ALTER|UNDROP|COMMENT)\s", head) and not re.match(r"ALTER\s+SESSION\b", head):
                 self.deny_account()
             return None
+        if isinstance(expression, exp.Describe) and self.enforce:
+            described = expression.this
+            if isinstance(described, exp.Query):
+                self._reads(described)
+            elif isinstance(described, exp.Table) and str(expression.args.get("kind") or "TABLE").upper() in (
+                "TABLE",
+                "VIEW",
+            ):
+                database, schema, name = self.qualify(described)
+                if schema.upper() not in READ_ONLY_SCHEMAS and not self.p.relation(database, schema, name).exists:
+                    raise not_authorized("Object", f"{database}.{schema}.{name}")
+            return None
         if isinstance(expression, exp.Query):
             self._reads(expression)
         return None
+
+    def _copy(self, sql: str, expression: exp.Copy) -> None:
+        """``COPY INTO <table> FROM @stage``: INSERT on the table, USAGE on the stage. A non-administrative role
+        loads only from named stages (and its own tables' stages): never from a URL or path given in the statement,
+        and never unloads (``COPY INTO <location>``, DuckDB's ``COPY ... TO``)."""
+        target = expression.this
+        table = target.this if isinstance(target, exp.Schema) else target
+        if self.enforce:
+            if not expression.args.get("kind") or not isinstance(table, exp.Table) or table.name.startswith("@"):
+                raise unknown_statement(sql)  # unloading: not emulated for non-administrative roles
+            source = copy_source(expression)
+            if source is None:
+                raise unknown_statement(sql)
+            if not source.startswith("@"):
+                from . import stages
+
+                if stages.is_cloud_url(source):
+                    raise insufficient("account", ACCOUNT)  # an external location needs credentials or an integration
+                raise invalid_url(source)
+            self.special_stages(sql)
+        if isinstance(table, exp.Table) and not table.name.startswith("@"):
+            self.write("INSERT", *self.qualify(table))
+        for ref in _stage_refs(sql):
+            self.stage(ref)
 
     def _reads(self, expression: Any, skip: exp.Table | None = None) -> None:
         ctes = {_ident(c.args["alias"].this) for c in expression.find_all(exp.CTE) if c.args.get("alias")}
@@ -1029,6 +1526,17 @@ class Enforcer:
             return Change("create", "SCHEMA", database, schema, "") if not info.exists or replace else None
         database, schema, name = self.qualify(target)
         self.create_in(kind, database, schema)
+        if self.enforce and kind == "FUNCTION":
+            raise insufficient("schema", schema)  # a function's body is SQL text the emulator cannot check
+        if self.enforce and kind == "STAGE":
+            from . import stages
+
+            for prop in expression.find_all(exp.Property):
+                value = prop.args.get("value")
+                if prop.name.upper() == "URL" and value is not None:
+                    url = value.name if isinstance(value, exp.Literal) else value.sql(dialect="snowflake")
+                    if not stages.is_cloud_url(url):
+                        raise invalid_url(url)
         info = (
             self.p.relation(database, schema, name)
             if kind in ("TABLE", "VIEW")
@@ -1117,12 +1625,17 @@ def _stage_refs(sql: str) -> list[str]:
 
 def apply_change(duck: Any, change: Change, role: str) -> None:
     """Record what a statement that ran created, dropped or renamed (best effort: never fails the statement)."""
+    kinds = ("TABLE", "VIEW", "MATERIALIZED VIEW") if change.kind in ("TABLE", "VIEW") else (change.kind,)
+    fq = ".".join(p for p in (change.database, change.schema, change.name) if p)
     try:
         if change.action == "create":
             record_owner(duck, change.database, change.schema, change.name, change.kind, role)
+            forget_ownership(duck, kinds, fq)
         elif change.action == "drop":
             forget_owner(duck, change.database, change.schema, change.name)
+            forget_ownership(duck, kinds, fq)
         elif change.action == "rename" and change.new:
             rename_owner(duck, change.database, (change.schema, change.name), change.new)
+            forget_ownership(duck, kinds, fq, ".".join((change.database, *change.new)))
     except Exception:
         log.debug("could not record the owner of %s.%s.%s", change.database, change.schema, change.name, exc_info=True)

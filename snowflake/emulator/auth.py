@@ -10,8 +10,8 @@ The emulator is started with a bootstrap administrator (environment ``SNOWFLAKE_
   verify against that key and not be expired; otherwise ``390144 JWT token is invalid.``;
 - the role asked for at login must be granted to the user (``390189``).
 
-Stored procedures call back into the emulator as an internal user with a per-process random token (never the
-administrator's password), with the procedure owner's role.
+Stored procedures call back into the emulator as an internal user with a random token issued for that one call and
+valid only for its role (the procedure owner's, or the caller's) while it runs (never the administrator's password).
 
 Without a bootstrap password the emulator accepts any credentials (``open`` mode, for ad-hoc use) and says so at
 start-up. Passwords never appear in the emulator's log: :func:`install_redaction` rewrites every log record.
@@ -20,11 +20,13 @@ start-up. Passwords never appear in the emulator's log: :func:`install_redaction
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import hmac
 import logging
 import re
 import secrets
+import threading
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -173,11 +175,14 @@ class Principal:
 
 @dataclass
 class Authenticator:
-    """The process's authentication settings."""
+    """The process's authentication settings, and the tokens of the procedure calls running now: a CALL's handler
+    logs in as :data:`INTERNAL_USER` with a token of its own that is valid for that call's role only (the owner's,
+    or the caller's for ``EXECUTE AS CALLER``), and only while the call runs."""
 
     bootstrap_user: str | None = None
     bootstrap_password: str | None = field(default=None, repr=False)
-    internal_token: str = field(default_factory=lambda: secrets.token_urlsafe(32), repr=False)
+    _calls: dict[str, str] = field(default_factory=dict, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @property
     def open(self) -> bool:
@@ -185,7 +190,31 @@ class Authenticator:
         return not self.bootstrap_password
 
     def secrets(self) -> list[str]:
-        return [s for s in (self.bootstrap_password, self.internal_token) if s]
+        return [s for s in (self.bootstrap_password,) if s]
+
+    def issue(self, role: str) -> str:
+        """A token for one procedure call running with ``role``."""
+        token = secrets.token_urlsafe(32)
+        with self._lock:
+            self._calls[token] = role
+        _KNOWN.append(token)
+        return token
+
+    def revoke(self, token: str) -> None:
+        with self._lock:
+            self._calls.pop(token, None)
+        with contextlib.suppress(ValueError):
+            _KNOWN.remove(token)
+
+    def call_role(self, token: str) -> str | None:
+        """The role of the running call whose token this is (compared in constant time), or None."""
+        with self._lock:
+            calls = list(self._calls.items())
+        found = None
+        for known, role in calls:
+            if hmac.compare_digest(known.encode(), token.encode()):
+                found = role
+        return found
 
 
 def normalise_name(name: str) -> str:

@@ -21,6 +21,10 @@ stage's. ``CURRENT_TIMESTAMP()`` and its kin in a transformation are the emulato
 bucket (:attr:`.stages.StagedFile.filename`). A transformation is a plain ``SELECT`` list: ``WHERE``, ``GROUP BY``,
 ``ORDER BY``, ``LIMIT``, joins and ``DISTINCT`` are refused, as Snowflake refuses them.
 
+A stage path (``@stage/<path>``, ``FILES = (...)``) is a prefix of keys and never leaves the stage
+(:mod:`.stages`); a COPY the emulator hands to fakesnow (a table stage, a format other than CSV) is checked the same
+way first (:func:`stage_paths_ok`).
+
 Documented differences from Snowflake: ``LINE`` counts records (a quoted field with a newline does not add a
 line); ``REJECTED_RECORD`` of a row rejected for a value is rebuilt from its parsed fields; the functions of a
 transformation are DuckDB's (those Snowflake does not allow in a COPY transformation are not refused).
@@ -70,6 +74,32 @@ CREATE TABLE IF NOT EXISTS {schema}._emu_load_history (
     status VARCHAR, row_count BIGINT, row_parsed BIGINT, first_error VARCHAR, loaded_at TIMESTAMP, job_id VARCHAR
 );
 """
+
+
+def stage_paths_ok(expression: exp.Copy) -> bool:
+    """Whether the stage path and ``FILES`` of a COPY stay inside the stage (:func:`.stages.local_key_ok`), for a
+    COPY fakesnow runs. A ``FILES`` entry that would leave it fails as a file that is not there; a path that would
+    loads nothing (False)."""
+    from .access import copy_source
+
+    source = copy_source(expression) or ""
+    if not source.startswith("@"):
+        return True
+    path = source.partition("/")[2]
+    if not stages.local_key_ok(path):
+        return False
+    for p in expression.args.get("params", []):
+        if p.this.name.upper() == "FILES":
+            for name in (lit_.name for lit_ in p.find_all(exp.Literal)):
+                if not stages.local_key_ok(path + name):
+                    raise copy_error(
+                        f"Remote file '{source.rstrip('/')}/{name}' was not found. If you are running a copy command, "
+                        "please make sure files are not deleted when they are being loaded or files are not being "
+                        "loaded into two different tables concurrently with auto purge option.",
+                        91016,
+                        "22000",
+                    )
+    return True
 
 
 def jobs_table(catalog: str) -> str:

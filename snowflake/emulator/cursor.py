@@ -1,4 +1,7 @@
-"""The emulator's cursor: recognises the statements fakesnow lacks and runs them; passes the rest to fakesnow."""
+"""The emulator's cursor: recognises the statements fakesnow lacks and runs them; passes the rest to fakesnow.
+
+Every statement is first checked against the session role's privileges (:mod:`.access`), with its session variables
+already put in (fakesnow puts them in as text, so they are put in once, before the check)."""
 
 from __future__ import annotations
 
@@ -154,9 +157,21 @@ class EmulatorCursor(FakeSnowflakeCursor):
         sql = strip_comments(command)
         principal = session_principal(self._conn)
         change = None
+        self._inlined = False
         try:
             if re.match(r"USE\s+ROLE\s", sql[:16].upper()):
                 return self._use_role(sql, principal)
+            variables = getattr(self._conn, "variables", None)
+            if (
+                "$" in sql
+                and variables is not None
+                and variables._variables
+                and not _PROCEDURE_DDL.match(sql[:64].upper())
+            ):
+                # session variables are text put into the statement: put them in before it is checked, and only once
+                # (fakesnow would put them in again, after the check)
+                command = sql = variables.inline_variables(sql)
+                self._inlined = True
             change = self._authorize(sql, principal)
             if _SESSION_FUNCTIONS.search(sql) and "$$" not in sql and not _PROCEDURE_DDL.match(sql[:64].upper()):
                 command = sql = self._with_session_functions(sql, principal)
@@ -246,6 +261,13 @@ class EmulatorCursor(FakeSnowflakeCursor):
                 return self._alter_timezone(sql, params, *args, **kwargs)
             if re.search(r"SYSTEM\$EMULATOR_SET_CLOCK", sql, re.IGNORECASE):
                 return self._set_clock(sql, principal)
+            if getattr(self._conn, "in_procedure", False) and re.match(r"(PUT|GET)\s", head):
+                # "You cannot use APIs that execute PUT and GET commands" in a Python stored procedure
+                raise procedures.sql_error(
+                    f"Stored procedure execution error: Unsupported statement type '{head.split()[0]}'.",
+                    90236,
+                    "42601",
+                )
             if getattr(self._conn, "owners_rights", False) and (temp := _NAMED_TEMPORARY.match(sql)):
                 raise procedures.sql_error(
                     f"Stored procedure execution error: Unsupported statement type 'temporary {temp.group('kind').upper()}'.",
@@ -322,6 +344,12 @@ class EmulatorCursor(FakeSnowflakeCursor):
             raise procedures.execution_error(e, sql) from e
 
     # -- helpers ----------------------------------------------------------------------------------------------------
+    def _inline_variables(self, sql: str) -> str:
+        """fakesnow's hook: session variables, unless :meth:`execute` already put them in."""
+        if getattr(self, "_inlined", False):
+            return sql
+        return str(super()._inline_variables(sql))
+
     def _db_schema(self) -> tuple[str | None, str | None]:
         return self._conn.database, self._conn.schema
 
@@ -405,9 +433,23 @@ class EmulatorCursor(FakeSnowflakeCursor):
         with access.Privileges(self._duck_conn, principal.role) as privileges:
             enforcer = access.Enforcer(privileges, database, schema)
             enforcer.create_in("PROCEDURE", proc.database, proc.schema)
-            if enforcer.enforce and owner is not None and replace and owner not in privileges.roles:
+            if owner is not None and replace and owner not in privileges.roles:
+                # replacing needs OWNERSHIP of the existing one, held by the role or a role it inherits: also for an
+                # administrator role (ACCOUNTADMIN inherits an owner role granted to SYSADMIN, not any role)
                 raise access.insufficient("procedure", proc.name)
-        return self._status(catalog.create(proc, replace, if_not_exists))
+        status = catalog.create(proc, replace, if_not_exists)
+        if owner is not None and replace and not if_not_exists:
+            # CREATE OR REPLACE makes a new object, owned by the role that created it; the grants on the one it
+            # replaced go with it, unless COPY GRANTS keeps them (never OWNERSHIP)
+            header = sql.split("$$", 1)[0]
+            copy_grants = bool(re.search(r"\bCOPY\s+GRANTS\b", header, re.IGNORECASE))
+            access.forget_grants(
+                self._duck_conn,
+                "PROCEDURE",
+                f"{proc.database}.{proc.schema}.{proc.name}({proc.signature})",
+                ownership_only=copy_grants,
+            )
+        return self._status(status)
 
     def _drop_procedure(self, sql: str) -> EmulatorCursor:
         database, schema = self._db_schema()
@@ -424,7 +466,12 @@ class EmulatorCursor(FakeSnowflakeCursor):
                         db, sch, name, procedures.signature_of(m.group("args")), owner
                     )
                     raise access.insufficient("procedure", name)
-        return self._status(catalog.drop(sql, database, schema))
+        status = catalog.drop(sql, database, schema)
+        if m:
+            db, sch, name = procedures.name_parts(m.group("name"), database, schema)
+            signature = procedures.signature_of(m.group("args"))
+            access.forget_grants(self._duck_conn, "PROCEDURE", f"{db}.{sch}.{name}({signature})")
+        return self._status(status)
 
     def _call(self, sql: str, bound: Any) -> EmulatorCursor:
         database, schema = self._db_schema()
@@ -470,7 +517,13 @@ class EmulatorCursor(FakeSnowflakeCursor):
             "AUTOCOMMIT": bool(self._conn._autocommit),
             "LOCK_TIMEOUT": locks.lock_timeout(self._conn, locks.session(self._conn)),
         }
-        session = self._snowpark_session(db, sch, proc.owner if owners_rights else principal.role, parameters)
+        role = proc.owner if owners_rights else principal.role
+        token = context().authenticator.issue(role)
+        try:
+            session = self._snowpark_session(db, sch, role, parameters, token)
+        except BaseException:
+            context().authenticator.revoke(token)
+            raise
         try:
             scope = procedures.server_session(session)
             if scope is not None:
@@ -483,11 +536,14 @@ class EmulatorCursor(FakeSnowflakeCursor):
                 raise
             procedures.close_scope(session, scope, failed=False)
         finally:
-            session.close()
+            try:
+                session.close()
+            finally:
+                context().authenticator.revoke(token)
         sql_text, params = procedures.result_sql(proc, result)
         return self._select(sql_text, params)
 
-    def _snowpark_session(self, database: str, schema: str, role: str, parameters: dict[str, Any]) -> Any:
+    def _snowpark_session(self, database: str, schema: str, role: str, parameters: dict[str, Any], token: str) -> Any:
         from snowflake.snowpark import Session
 
         ctx = context()
@@ -495,7 +551,7 @@ class EmulatorCursor(FakeSnowflakeCursor):
             {
                 "account": "emulator",
                 "user": auth.INTERNAL_USER,
-                "password": ctx.authenticator.internal_token,
+                "password": token,
                 "role": f'"{role}"',
                 "host": ctx.host,
                 "port": ctx.port,
@@ -534,22 +590,30 @@ class EmulatorCursor(FakeSnowflakeCursor):
             )
 
     def _is_external_list(self, sql: str) -> bool:
-        ref = self._list_ref(sql)
+        ref, _rest = self._list_ref(sql)
         if ref.startswith("@%") or ref.startswith("@~"):
             return False
         _fq, location, _path = stages.resolve_stage(self._duck_conn, ref, *self._db_schema())
         return stages.is_external(location)
 
     @staticmethod
-    def _list_ref(sql: str) -> str:
-        m = re.match(r"\s*(?:LIST|LS)\s+'?(@[^\s']+)'?", sql, re.IGNORECASE)
-        assert m
-        return m.group(1)
+    def _list_ref(sql: str) -> tuple[str, str]:
+        """The stage reference of a LIST, and what follows it. Snowflake: "If the stage name or path includes spaces
+        or special characters, it must be enclosed in single quotes" (``''`` or ``\\'`` is a quote inside them)."""
+        m = re.match(r"\s*(?:LIST|LS)\s+(?:'(?P<quoted>(?:''|\\.|[^'\\])*)'|(?P<bare>@[^\s;]+))", sql, re.I | re.S)
+        if not m:
+            raise procedures.sql_error("SQL compilation error:\nsyntax error in LIST stage reference.", 1003)
+        if m.group("quoted") is None:
+            return m.group("bare"), sql[m.end() :]
+        ref = re.sub(r"''|\\(.)", lambda q: q.group(1) if q.group(1) is not None else "'", m.group("quoted"))
+        if not ref.startswith("@"):
+            raise procedures.sql_error("SQL compilation error:\nsyntax error in LIST stage reference.", 1003)
+        return ref, sql[m.end() :]
 
     def _list(self, sql: str) -> EmulatorCursor:
-        ref = self._list_ref(sql)
+        ref, rest = self._list_ref(sql)
         _fq, location, path = stages.resolve_stage(self._duck_conn, ref, *self._db_schema())
-        pm = re.search(r"PATTERN\s*=>?\s*'((?:[^']|'')*)'", sql, re.IGNORECASE)
+        pm = re.search(r"PATTERN\s*=>?\s*'((?:[^']|'')*)'", rest, re.IGNORECASE)
         files = context().storage.list(location, path)
         if pm:
             rx = re.compile(pm.group(1).replace("''", "'"))
@@ -573,7 +637,13 @@ class EmulatorCursor(FakeSnowflakeCursor):
         runner = copy_mod.CopyRunner(self._duck_conn, context().storage, clock.session_timezone(self._conn))
         database, schema = self._db_schema()
         params = list(bound) if isinstance(bound, list | tuple) else bound
-        plan = runner.plan(expression, params, database, schema)
+        try:
+            plan = runner.plan(expression, params, database, schema)
+        except NotImplementedError:
+            # fakesnow loads it (a table stage, a format the emulator does not read): its paths are checked here
+            if not copy_mod.stage_paths_ok(expression):
+                return self._select("SELECT 'Copy executed with 0 files processed.' AS status")
+            raise
         job_id = str(uuid.uuid4())
         if plan.validation_mode is None and not self._conn._autocommit and not self._conn._in_transaction:
             # with AUTOCOMMIT off a COPY, like any DML, begins a transaction that lasts until COMMIT or ROLLBACK

@@ -8,8 +8,18 @@ a one-column result named after the procedure, typed by the ``RETURNS`` clause.
 The role that creates a procedure owns it. The Snowpark session runs with the owner's role (``EXECUTE AS OWNER``,
 the default) or the caller's (``EXECUTE AS CALLER``); it logs in as an internal user with a per-process token.
 
-The handler runs under the same rules as Snowflake's Python sandbox: it may import the standard library,
-``snowflake.snowpark`` and the packages named in ``PACKAGES``/``IMPORTS``, and nothing else.
+What a local procedure can do on the host. Snowflake runs a handler in an isolated sandbox process. The emulator
+runs it in its own process, as the user who started the stack, with a guard in the handler's globals
+(:func:`load_handler`): imports limited to part of the standard library (no ``os``, ``sys``, ``subprocess``,
+``socket``, ``shutil``, ``ctypes``, ``importlib``, ``io``, ``pathlib``, ``builtins``, ...), ``snowflake.snowpark``
+(without its file and private modules) and the packages named in ``PACKAGES``; allowed modules seen without the
+modules they import (``uuid.os``); no ``eval``/``exec``/``compile``; ``open()`` of internal-stage files only, for
+reading; no dunder names but a few (``__subclasses__``, ``__globals__``, ``__builtins__``, ...) nor frame
+attributes, in the code or through ``getattr``; PUT and GET refused in a procedure's sessions (as Snowflake refuses
+them). Its session logs in with a token valid for that call's role only, while the call runs. This guard is NOT a
+security boundary: Python cannot confine code in its own process, and determined code can get past it (through the
+objects it is given, format strings, C-level tricks). It is defence in depth: only roles with CREATE PROCEDURE on a
+schema (administrators and the deployer) can create a procedure, so a handler is code an administrator installed.
 
 Transactions and session state follow Snowflake's rules for stored procedures: the handler's session has the
 caller's ``TIMEZONE`` and ``AUTOCOMMIT``; a transaction the handler starts (DML with AUTOCOMMIT off, or ``BEGIN``)
@@ -27,6 +37,7 @@ import json
 import linecache
 import re
 import sys
+import threading
 import traceback
 import types
 from dataclasses import asdict, dataclass
@@ -340,6 +351,19 @@ class ProcedureCatalog:
         )
         return str(json.loads(row[0]).get("owner", "ACCOUNTADMIN")) if row else None
 
+    def set_owner(self, name: str, role: str) -> None:
+        """GRANT OWNERSHIP: ``DB.SCHEMA.NAME(TYPE, ...)`` is now owned by ``role`` (its handler runs with its rights)."""
+        m = re.match(r"^(?P<name>[^(]+)\((?P<args>.*)\)$", name.strip())
+        if not m or len(parts := m.group("name").split(".")) != 3:
+            return
+        key = [*parts, signature_of(m.group("args"))]
+        where = "WHERE database_name = ? AND schema_name = ? AND name = ? AND signature = ?"
+        row = first(self.duck.execute(f"SELECT definition FROM {TABLE} {where}", key))
+        if row:
+            definition = json.loads(row[0])
+            definition["owner"] = role
+            self.duck.execute(f"UPDATE {TABLE} SET definition = ? {where}", [json.dumps(definition), *key])
+
     def list(self) -> list[Procedure]:
         out = []
         for (definition,) in self.duck.execute(f"SELECT definition FROM {TABLE} ORDER BY 1").fetchall():
@@ -423,38 +447,243 @@ def coerce(value: Any, sql_type: str) -> Any:
     return value
 
 
-def allowed_import_roots(packages: list[str]) -> set[str]:
-    roots = set(sys.stdlib_module_names) | {"snowflake", "_snowflake"}
+# -- the handler's sandbox ---------------------------------------------------------------------------------------------
+# Modules a handler may import (and their submodules): the standard library's pure computation, no file, process,
+# network, interpreter or introspection access, plus Snowpark (without its private and file modules) and the
+# packages named in PACKAGES. Snowflake's own sandbox is an isolated process; this is a guard in the emulator's.
+SANDBOX_MODULES = frozenset(
+    {
+        "__future__",
+        "_snowflake",
+        "_strptime",  # imported by datetime.strptime and time.strptime when first used
+        "abc",
+        "array",
+        "base64",
+        "binascii",
+        "bisect",
+        "calendar",
+        "cmath",
+        "collections",
+        "colorsys",
+        "copy",
+        "csv",
+        "dataclasses",
+        "datetime",
+        "decimal",
+        "difflib",
+        "enum",
+        "fnmatch",
+        "fractions",
+        "functools",
+        "graphlib",
+        "hashlib",
+        "heapq",
+        "hmac",
+        "html",
+        "ipaddress",
+        "itertools",
+        "json",
+        "keyword",
+        "math",
+        "numbers",
+        "pprint",
+        "random",
+        "re",
+        "secrets",
+        "snowflake.snowpark",
+        "statistics",
+        "string",
+        "struct",
+        "textwrap",
+        "time",
+        "types",
+        "typing",
+        "unicodedata",
+        "urllib.parse",
+        "uuid",
+        "zlib",
+        "zoneinfo",
+    }
+)
+# submodules of an allowed package that stay hidden (Snowpark's local file access, its internals)
+HIDDEN_SUBMODULES = frozenset({"files", "mock"})
+# names handler code may not use: dunders (the way to the interpreter's internals) but these, and frame attributes
+SANDBOX_DUNDERS = frozenset({"__name__", "__qualname__", "__doc__", "__module__", "__init__", "__class__", "__file__"})
+FRAME_ATTRIBUTES = frozenset(
+    {
+        "f_globals",
+        "f_locals",
+        "f_builtins",
+        "f_back",
+        "f_code",
+        "gi_frame",
+        "gi_code",
+        "cr_frame",
+        "cr_code",
+        "ag_frame",
+        "ag_code",
+        "tb_frame",
+        "tb_next",
+        "co_code",
+    }
+)
+REMOVED_BUILTINS = ("eval", "exec", "compile", "breakpoint", "input", "help", "exit", "quit", "__loader__", "__spec__")
+
+
+def sandbox_modules(packages: list[str]) -> set[str]:
+    modules = set(SANDBOX_MODULES)
     for p in packages:
         name = re.split(r"[=<>!~ ]", p.strip(), maxsplit=1)[0].lower()
-        if name == "snowflake-snowpark-python":
-            continue
-        roots.add(name.replace("-", "_"))
-    return roots
+        if name != "snowflake-snowpark-python":
+            modules.add(name.replace("-", "_"))
+    return modules
+
+
+def _module_allowed(name: str, allowed: set[str]) -> bool:
+    parts = name.split(".")
+    if any(p.startswith("_") for p in parts[1:]) or any(p in HIDDEN_SUBMODULES for p in parts[1:]):
+        return False
+    return any(name == m or name.startswith(m + ".") for m in allowed)
+
+
+def _is_parent(name: str, allowed: set[str]) -> bool:
+    return any(m.startswith(name + ".") for m in allowed)
+
+
+def _forbidden_name(name: str) -> bool:
+    return (name.startswith("__") and name.endswith("__") and name not in SANDBOX_DUNDERS) or name in FRAME_ATTRIBUTES
+
+
+def _sandbox_error(what: str) -> PermissionError:
+    return PermissionError(f"{what} is not available in a stored procedure (the local emulator's sandbox)")
+
+
+class _ModuleView(types.ModuleType):
+    """An allowed module as handler code sees it: its attributes, but no module it may not import (``uuid.os``,
+    ``dataclasses.sys``)."""
+
+    def __init__(self, module: types.ModuleType, allowed: set[str]):
+        super().__init__(module.__name__, module.__doc__)
+        self.__dict__["__sandbox_module__"] = module
+        self.__dict__["__sandbox_allowed__"] = allowed
+        if hasattr(module, "__all__"):
+            self.__dict__["__all__"] = list(module.__all__)
+
+    def __getattr__(self, name: str) -> Any:
+        if _forbidden_name(name):
+            raise AttributeError(name)
+        value = getattr(self.__dict__["__sandbox_module__"], name)
+        if isinstance(value, types.ModuleType):
+            allowed = self.__dict__["__sandbox_allowed__"]
+            if not _module_allowed(value.__name__, allowed) and not _is_parent(value.__name__, allowed):
+                raise AttributeError(f"module '{self.__name__}' has no attribute '{name}'")
+            return _ModuleView(value, allowed)
+        return value
+
+
+_AST_LOCK = threading.Lock()  # CPython 3.11's ast.parse is not safe in concurrent threads (two CALLs at once)
+_CHECKED: dict[str, tuple[str, int] | None] = {}
+
+
+def check_source(proc: Procedure) -> None:
+    """Refuse handler code that names the interpreter's internals (``__subclasses__``, ``__globals__``,
+    ``__builtins__``, frames)."""
+    import ast
+    import hashlib
+
+    key = hashlib.sha256(proc.body.encode()).hexdigest()
+    with _AST_LOCK:
+        if key not in _CHECKED:
+            found = None
+            for node in ast.walk(ast.parse(proc.body)):
+                name = node.attr if isinstance(node, ast.Attribute) else node.id if isinstance(node, ast.Name) else None
+                if name is not None and _forbidden_name(name):
+                    found = (name, getattr(node, "lineno", 0))
+                    break
+            _CHECKED[key] = found
+        found = _CHECKED[key]
+    if found is not None:
+        raise sql_error(
+            f"Python Interpreter Error:\nPermissionError: '{found[0]}' is not available in a stored procedure (the "
+            f"local emulator's sandbox), line {found[1]}\nin function {proc.name} with handler {proc.handler}",
+            100357,
+            "P0000",
+        )
+
+
+def sandbox_builtins(allowed: set[str]) -> dict[str, Any]:
+    """The builtins handler code gets: no eval/exec/compile, an import limited to ``allowed``, open() of staged
+    files only, and getattr() & co. without the interpreter's internals."""
+    real_import = builtins.__import__
+    real_getattr, real_setattr, real_delattr, real_hasattr = getattr, setattr, delattr, hasattr
+
+    def sandbox_import(name: str, globals: Any = None, locals: Any = None, fromlist: Any = (), level: int = 0) -> Any:
+        if level != 0 or not (_module_allowed(name, allowed) or _is_parent(name, allowed)):
+            raise ModuleNotFoundError(
+                f"No module named '{name}'. The stored procedure sandbox of the local emulator provides part of the "
+                "standard library, snowflake.snowpark and the packages listed in PACKAGES.",
+                name=name,
+            )
+        if not _module_allowed(name, allowed):  # a parent package (snowflake): only its allowed submodules
+            fromlist = tuple(f for f in fromlist or () if _module_allowed(f"{name}.{f}", allowed))
+        module = real_import(name, None, None, fromlist, 0)
+        return _ModuleView(module, allowed)
+
+    def sandbox_open(file: Any, mode: str = "r", *args: Any, **kwargs: Any) -> Any:
+        from pathlib import Path
+
+        from fakesnow.transforms import stage as fs_stage
+
+        if not isinstance(file, str | Path) or any(c in mode for c in "wax+"):
+            raise _sandbox_error(f"open({file!r}, {mode!r})")
+        path = Path(file).resolve()
+        if not path.is_relative_to(Path(fs_stage.LOCAL_BUCKET_PATH).resolve()):
+            raise _sandbox_error(f"open({str(file)!r}): a file outside the stages")
+        return builtins.open(path, mode, *args, **kwargs)
+
+    def checked(name: str) -> str:
+        if not isinstance(name, str) or _forbidden_name(name):
+            raise _sandbox_error(f"attribute {name!r}")
+        return name
+
+    def sandbox_getattr(obj: Any, name: str, *default: Any) -> Any:
+        return real_getattr(obj, checked(name), *default)
+
+    def sandbox_setattr(obj: Any, name: str, value: Any) -> None:
+        real_setattr(obj, checked(name), value)
+
+    def sandbox_delattr(obj: Any, name: str) -> None:
+        real_delattr(obj, checked(name))
+
+    def sandbox_hasattr(obj: Any, name: str) -> bool:
+        return real_hasattr(obj, checked(name))
+
+    def sandbox_vars(*obj: Any) -> Any:
+        if not obj or isinstance(obj[0], type | types.ModuleType):
+            raise _sandbox_error("vars() of a class, a module or the caller's frame")
+        return vars(obj[0])
+
+    out = {k: v for k, v in vars(builtins).items() if k not in REMOVED_BUILTINS}
+    out.update(
+        __import__=sandbox_import,
+        open=sandbox_open,
+        getattr=sandbox_getattr,
+        setattr=sandbox_setattr,
+        delattr=sandbox_delattr,
+        hasattr=sandbox_hasattr,
+        vars=sandbox_vars,
+    )
+    return out
 
 
 def load_handler(proc: Procedure) -> Any:
-    """Compile the procedure body as a module whose imports are limited to what Snowflake's sandbox allows."""
+    """Compile the procedure body as a module run under the sandbox guard (see the module docstring)."""
     filename = f"<procedure {proc.database}.{proc.schema}.{proc.name}>"
     linecache.cache[filename] = (len(proc.body), None, proc.body.splitlines(True), filename)
-    allowed = allowed_import_roots(proc.packages)
-    real_import = builtins.__import__
-
-    def sandbox_import(name: str, globals: Any = None, locals: Any = None, fromlist: Any = (), level: int = 0) -> Any:
-        root = name.split(".")[0]
-        if level == 0 and root not in allowed:
-            raise ModuleNotFoundError(
-                f"No module named '{name}'. Snowflake's Python sandbox provides the standard library and the "
-                "packages listed in PACKAGES only.",
-                name=name,
-            )
-        return real_import(name, globals, locals, fromlist, level)
-
-    sandbox_builtins = dict(vars(builtins))
-    sandbox_builtins["__import__"] = sandbox_import
+    check_source(proc)
     # a real module, as Snowflake imports inline handler code (dataclasses and pickling look modules up)
     module = types.ModuleType(f"_procedure_{proc.database}_{proc.schema}_{proc.name}".lower())
-    module.__dict__["__builtins__"] = sandbox_builtins
+    module.__dict__["__builtins__"] = sandbox_builtins(sandbox_modules(proc.packages))
     module.__file__ = filename
     sys.modules[module.__name__] = module
     exec(compile(proc.body, filename, "exec"), module.__dict__)  # noqa: S102 - the emulator runs procedure handlers

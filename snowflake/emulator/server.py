@@ -129,10 +129,11 @@ def authenticate(duck: Any, authenticator: auth.Authenticator, data: dict[str, A
     method = str(data.get("AUTHENTICATOR") or "SNOWFLAKE").upper()
     requested = auth.normalise_name(role_name) if role_name else None
     if login.upper() == auth.INTERNAL_USER:
-        password = str(data.get("PASSWORD") or "")
-        if method == "SNOWFLAKE" and secrets.compare_digest(password, authenticator.internal_token):
-            return auth.Principal(auth.INTERNAL_USER, requested or "PUBLIC")
-        raise auth.LoginError(*auth.BAD_CREDENTIALS)
+        # a procedure call's session: its token is valid for that call's role only, while the call runs
+        role = authenticator.call_role(str(data.get("PASSWORD") or "")) if method == "SNOWFLAKE" else None
+        if role is None or (requested is not None and requested != role):
+            raise auth.LoginError(*auth.BAD_CREDENTIALS)
+        return auth.Principal(auth.INTERNAL_USER, role)
     with access.fresh(duck) as conn:
         user = access.find_user(conn, login) if login else None
         if authenticator.open and user is None:
@@ -207,6 +208,7 @@ async def _login(request: Any) -> Any:
     if body.get("success"):
         session = fs_server.sessions[body["data"]["token"]]
         session.principal = principal  # type: ignore[attr-defined]
+        session.in_procedure = principal.user == auth.INTERNAL_USER  # type: ignore[attr-defined]
         session.session_parameters = parameters  # type: ignore[attr-defined]  # e.g. LOCK_TIMEOUT (locks.py)
         zone = await run_in_threadpool(clock.set_session_timezone, session, timezone)
         body["data"]["parameters"].append({"name": "TIMEZONE", "value": zone})
@@ -301,7 +303,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     authenticator = auth.Authenticator(
         bootstrap_user=os.environ.get("SNOWFLAKE_EMULATOR_USER") or "ADMIN",
-        bootstrap_password=os.environ.get("SNOWFLAKE_EMULATOR_PASSWORD") or None,
+        # read once, then gone from the environment (nothing running in this process later finds it there)
+        bootstrap_password=os.environ.pop("SNOWFLAKE_EMULATOR_PASSWORD", None) or None,
     )
     serve(args.host, args.port, args.state_dir, s3, args.log_level, authenticator)
     return 0

@@ -9,6 +9,16 @@ one of two ways:
   stores each object ``bucket/key`` as the plain file ``<root>/bucket/key``. Same bytes, no HTTP: the fastest
   faithful way, and the default of the local stack. Objects still being uploaded (rclone's temporary multipart
   files) are not visible, as on S3.
+
+A path within a stage (``LIST @stage/<path>``, ``FILES = (...)``, the path of ``COPY ... FROM @stage/<path>``) is a
+prefix of object keys, as in Snowflake: it never leaves the stage. On a local directory (an internal stage, or a
+bucket served from disk) a key with an empty, ``.`` or ``..`` segment, or a leading ``/``, names no file, and a file or
+folder whose real path is outside the stage's directory (a symbolic link pointing out) is not listed: such a path
+answers as a path with nothing there (LIST lists nothing, ``FILES`` says "Remote file ... was not found").
+
+Stage URLs: Snowflake's external stages are cloud storage (``s3://``, ``s3gov://``, ``gcs://``, ``azure://``);
+:func:`is_cloud_url` says whether a URL is one. Anything else (``file://``, a path) points at the host's file system,
+which only administrators may read (:mod:`.access`).
 """
 
 from __future__ import annotations
@@ -16,6 +26,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -110,17 +121,34 @@ class StageStorage:
             if base and not base.endswith("/"):
                 base += "/"
             if self.s3.local_root is not None:
-                yield from self._iter_local(self.s3.local_root / bucket, base, prefix, f"s3://{bucket}/")
+                if not BUCKET_RX.fullmatch(bucket):
+                    return  # not a bucket name: no such bucket (and never a folder outside the S3 server's root)
+                yield from self._iter_local(
+                    self.s3.local_root / bucket, base, prefix, f"s3://{bucket}/", self.s3.local_root
+                )
             else:
                 yield from self._iter_s3(bucket, base, prefix)
         else:
             root = Path(location)
-            yield from self._iter_local(root, "", prefix, None)
+            yield from self._iter_local(root, "", prefix, None, root)
 
-    def _iter_local(self, root: Path, base: str, prefix: str, url_prefix: str | None) -> Iterator[StagedFile]:
+    def _iter_local(
+        self, root: Path, base: str, prefix: str, url_prefix: str | None, jail: Path
+    ) -> Iterator[StagedFile]:
+        """Files under ``root`` whose key (path relative to ``root``) starts with ``base + prefix``, never one whose
+        real path is outside ``jail`` (the stage's directory, or the S3 server's root) nor one a key cannot name."""
         full_prefix = base + prefix
+        if not local_key_ok(full_prefix):
+            return
+        try:
+            real_jail = jail.resolve(strict=True)
+            real_root = root.resolve(strict=True)
+        except OSError:
+            return
+        if not _inside(real_root, real_jail):
+            return
         start = root / full_prefix.rsplit("/", 1)[0] if "/" in full_prefix else root
-        if not start.is_dir():
+        if not start.is_dir() or not _inside(start.resolve(), real_root):
             return
         for dirpath, dirnames, filenames in os.walk(start):
             # descend only into folders that can hold keys with the prefix (as S3 lists only the keys that have it)
@@ -139,14 +167,20 @@ class StageStorage:
                 key = path.relative_to(root).as_posix()
                 if not key.startswith(full_prefix):
                     continue
-                st = path.stat()
+                try:
+                    real = path.resolve(strict=True)
+                except OSError:
+                    continue  # a dangling link
+                if not _inside(real, real_root) or not real.is_file():
+                    continue  # a link pointing out of the stage, or not a regular file
+                st = real.stat()
                 yield StagedFile(
                     url=(url_prefix + key) if url_prefix else str(path),
                     relative=key[len(base) :],
                     size=st.st_size,
                     etag=f"{st.st_size:x}-{st.st_mtime_ns:x}",
                     last_modified=dt.datetime.fromtimestamp(st.st_mtime, dt.UTC),
-                    read_path=str(path),
+                    read_path=str(real),
                 )
 
     def _iter_s3(self, bucket: str, base: str, prefix: str) -> Iterator[StagedFile]:
@@ -164,6 +198,30 @@ class StageStorage:
                     last_modified=obj["LastModified"],
                     read_path=f"s3://{bucket}/{key}",
                 )
+
+
+# S3 bucket names: 3-63 lower-case letters, digits, dots and hyphens, starting and ending with a letter or digit
+BUCKET_RX = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
+CLOUD_URL_RX = re.compile(r"(s3|s3gov|s3china|gcs|azure)://[^/]+(/.*)?", re.IGNORECASE)
+
+
+def is_cloud_url(url: str) -> bool:
+    """Whether ``url`` is cloud storage, the only kind of location Snowflake's external stages have ("Amazon S3
+    buckets, Google Cloud Storage buckets, Microsoft Azure containers")."""
+    return bool(CLOUD_URL_RX.fullmatch(url.strip()))
+
+
+def local_key_ok(key: str) -> bool:
+    """Whether ``key`` (a stage path or key prefix) can name files in a local directory without leaving it: no
+    leading ``/``, no backslash, no NUL, no ``.``/``..`` segment and no empty segment but the last."""
+    if key.startswith("/") or "\\" in key or "\x00" in key:
+        return False
+    segments = key.split("/")
+    return all(s not in ("", ".", "..") for s in segments[:-1]) and segments[-1] not in (".", "..")
+
+
+def _inside(path: Path, root: Path) -> bool:
+    return path == root or path.is_relative_to(root)
 
 
 def resolve_stage(duck_conn: Any, ref: str, database: str | None, schema: str | None) -> tuple[str, str, str]:
@@ -188,6 +246,14 @@ def resolve_stage(duck_conn: Any, ref: str, database: str | None, schema: str | 
 
 def is_external(location: str) -> bool:
     return location.startswith("s3://")
+
+
+def is_internal(location: str) -> bool:
+    """Whether ``location`` is an internal stage's directory (under the emulator's internal stages folder)."""
+    try:
+        return Path(location).resolve().is_relative_to(Path(fs_stage.LOCAL_BUCKET_PATH).resolve())
+    except (OSError, ValueError):
+        return False
 
 
 FILE_FORMATS_TABLE = "_fs_global._fs_information_schema._emu_stage_file_formats"
