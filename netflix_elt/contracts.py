@@ -210,15 +210,22 @@ def expected_file_names() -> str:
     return ", ".join(f"{d}.csv" for d in DATASETS) + " (optionally _YYYYMMDD before .csv, and .gz after it)"
 
 
+def shown_name(name: str) -> str:
+    """A file name as messages show it: escaped (``'movies.csv\\n'``) when it has a character that is not printable,
+    which could garble or drive a terminal, or a digit that only looks like one (fullwidth ``\\uff12``); as it is otherwise
+    (``évaluations.csv``)."""
+    look_alike = any(c.isdigit() and not c.isascii() for c in name)
+    return ascii(name) if look_alike or not name.isprintable() else name
+
+
 def contract_for(name: str) -> FileName:
     """Like match_file_name, but raises a ContractError that says which names are accepted."""
     matched = match_file_name(name)
     if matched is None:
-        shown = name
+        shown = shown_name(name)
         hint = ""
-        if not (name.isascii() and name.isprintable()):
-            shown = ascii(name)  # a newline, a control character or a look-alike (fullwidth digits) made visible
-            hint = " (the name has characters other than printable ASCII, shown escaped)"
+        if shown != name:
+            hint = " (the name has characters that are not printable or only look like digits, shown escaped)"
         raise ContractError(
             f"{shown}: not a MovieLens file name{hint}. Expected one of {expected_file_names()}. "
             "Rename the file or move it out of the landing directory."

@@ -62,10 +62,13 @@ def test_file_names_that_do_not(name: str) -> None:
 def test_a_name_with_a_newline_or_look_alike_digits_is_shown_escaped() -> None:
     with pytest.raises(ContractError) as e:
         contract_for("movies.csv\n")
-    assert str(e.value).startswith("'movies.csv\\n': not a MovieLens file name (the name has characters other than")
+    assert str(e.value).startswith("'movies.csv\\n': not a MovieLens file name (the name has characters that are not")
     with pytest.raises(ContractError) as e:
         contract_for("ratings_\uff12\uff10\uff12\uff14\uff10\uff17\uff12\uff11.csv")
     assert str(e.value).startswith("'ratings_\\uff12\\uff10")
+    with pytest.raises(ContractError) as e:  # a name in another language is shown as it is
+        contract_for("évaluations.csv")
+    assert str(e.value).startswith("évaluations.csv: not a MovieLens file name. Expected")
 
 
 @pytest.mark.parametrize(

@@ -55,7 +55,7 @@ def landing_with(tmp: Path, *files: Path) -> Path:
     landing = tmp / "landing"
     landing.mkdir(exist_ok=True)
     for f in files:
-        (landing / f.name).symlink_to(f)
+        (landing / f.name).hardlink_to(f)  # a symbolic link out of the landing directory is refused
     return landing
 
 

@@ -40,7 +40,7 @@ def landing_of(tmp: Path, *paths: Path) -> Path:
     landing = tmp / "landing"
     landing.mkdir()
     for p in paths:
-        (landing / p.name).symlink_to(p)
+        (landing / p.name).hardlink_to(p)  # a symbolic link out of the landing directory is refused
     return landing
 
 

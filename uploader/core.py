@@ -293,7 +293,7 @@ def check_landing(landing_dir: str | Path) -> LandingCheck:
             # never followed: a link to ~/.ssh/id_rsa must not be read, let alone uploaded or quoted in a message
             if looks_like_data(name):
                 problems.append(
-                    f"{_shown(name)}: a symbolic link to a file outside the landing directory; such links are not "
+                    f"{contracts.shown_name(name)}: a symbolic link to a file outside the landing directory; such links are not "
                     "followed (the file is not read). To upload that file, copy the file into the landing directory "
                     "in place of the link."
                 )
@@ -335,12 +335,6 @@ def _links_out_of(path: Path, real_landing: Path) -> bool:
         return not path.resolve().is_relative_to(real_landing)
     except (OSError, RuntimeError):  # a loop of links
         return True
-
-
-def _shown(name: str) -> str:
-    """A file name as messages show it: escaped unless it is printable ASCII (a newline or a terminal escape in a
-    name must not garble, or drive, the terminal)."""
-    return name if name.isascii() and name.isprintable() else ascii(name)
 
 
 def _dataset_of(name: str) -> str | None:
