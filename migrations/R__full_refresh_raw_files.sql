@@ -6,6 +6,10 @@
 -- It empties RAW tables, so only administrators call it: USAGE is granted to no role; its owner,
 -- NETFLIX_LOAD_PROCEDURE, is granted to SYSADMIN (and so to ACCOUNTADMIN). The body is the file contracts, the load
 -- handler and this handler, inlined from the repository at deploy time. CALL it with AUTOCOMMIT on.
+-- the deploying role replaces the procedure, so it must own it: it inherits the owner role (also when the
+-- deploying role changed since V1.6.0 ran)
+GRANT ROLE NETFLIX_LOAD_PROCEDURE TO ROLE {{ deploy_role }};
+
 CREATE OR REPLACE PROCEDURE {{ database }}.RAW.FULL_REFRESH_RAW_FILES(
     DATASETS ARRAY DEFAULT NULL,
     DRY_RUN BOOLEAN DEFAULT FALSE

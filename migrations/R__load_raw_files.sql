@@ -6,6 +6,10 @@
 -- The body is the file contracts followed by the handler, inlined from the repository at deploy time.
 -- CALL it with AUTOCOMMIT on (the default): its one explicit transaction (the claims) ends before it returns, and
 -- its other statements commit one by one, so a CALL interrupted midway leaves every file either claimed or done.
+-- the deploying role replaces the procedure, so it must own it: it inherits the owner role (also when the
+-- deploying role changed since V1.6.0 ran)
+GRANT ROLE NETFLIX_LOAD_PROCEDURE TO ROLE {{ deploy_role }};
+
 CREATE OR REPLACE PROCEDURE {{ database }}.RAW.LOAD_RAW_FILES(
     FILES ARRAY DEFAULT NULL,
     FULL_REFRESH BOOLEAN DEFAULT FALSE,

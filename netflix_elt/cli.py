@@ -141,6 +141,11 @@ def main(argv: list[str] | None = None) -> int:
     except StackError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
+    except Exception as e:  # Snowflake refused (a login, a privilege): its message, not a traceback
+        if not type(e).__module__.startswith("snowflake.connector"):
+            raise
+        print(f"error: {' '.join(str(e).split())}", file=sys.stderr)
+        return 1
 
 
 def cmd_up(_args: argparse.Namespace) -> int:

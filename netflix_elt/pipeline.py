@@ -91,10 +91,12 @@ def deploy(
     change scripts, normally migrations/)."""
     settings = settings or Settings.from_env()
     env = target_env(settings)
-    if is_local():
-        # schemachange keeps its change history inside the database; the emulator creates it on first login
-        with connect(settings):
-            pass
+    # the role schemachange deploys as (the session's: SNOWFLAKE_ROLE, or the user's default role), which V1.6.0 and
+    # the procedures' scripts make inherit the procedures' owner role, so that the next deploy may replace them
+    with connect(settings) as conn:  # locally, also creates the database, where schemachange keeps its history
+        cur = conn.cursor()
+        cur.execute("SELECT CURRENT_ROLE()")
+        env["NETFLIX_ELT_DEPLOY_ROLE"] = str(cur.fetchone()[0])
     argv = [
         str(Path(sys.executable).parent / "schemachange"),
         "deploy",
@@ -173,19 +175,22 @@ def call_error(error: Exception, full_refresh: bool = False) -> str:
     import re
 
     text = str(error).strip()
-    raised = [m.group(1) for m in re.finditer(r"^\w+(?:Error|Exception): (.+)$", text, re.MULTILINE)]
+    raised = [m.group(1) for m in re.finditer(r"^[\w.]+(?:Error|Exception): (.+)$", text, re.MULTILINE)]
     if "Python Interpreter Error" in text and raised:
         message = raised[-1]
     else:
         message = " ".join(line.strip() for line in text.splitlines() if line.strip())
     message = re.sub(r"^\d{6} \(\w{5}\): ", "", message)
     message = re.sub(r"^SQL compilation error: ", "", message)
-    if full_refresh and "does not exist or not authorized" in message:
+    # a role without USAGE on a procedure is told it does not exist (the emulator's words, or Snowflake's "Unknown
+    # user-defined function")
+    denied = "does not exist or not authorized" in message or "Unknown user-defined function" in message
+    if full_refresh and denied:
         message += (
             " A full refresh empties RAW, so RAW.FULL_REFRESH_RAW_FILES is for administrative roles only: run it "
             "as a user with SYSADMIN (SNOWFLAKE_ROLE=SYSADMIN), or ask an administrator to"
         )
-    elif "does not exist or not authorized" in message:
+    elif denied:
         message += " Run `netflix-elt deploy` first, and use a role that has NETFLIX_LOADER (SNOWFLAKE_ROLE)."
     return f"the load failed: {message}"
 

@@ -497,3 +497,51 @@ def test_full_refresh_rebuilds_raw_to_the_same_counts(deployed: LocalStack) -> N
     assert raw_counts(deployed) == before
     (n,) = sql(deployed, "SELECT COUNT(*) FROM RAW.LOAD_TRACKING WHERE STATUS = 'LOADING'")[0]
     assert n == 0
+
+
+def test_a_file_taken_over_while_it_waited_its_turn_is_not_loaded_again(deployed: LocalStack, tmp_path: Path) -> None:
+    """A CALL loads its claimed files one after another; one whose claim another CALL took over meanwhile (it waited
+    longer than the stale-claim limit) is left to that CALL, never loaded by both."""
+    from snowflake.snowpark import Session
+
+    from snowflake.procedures import load_raw_files as handler
+
+    landing = tmp_path / "landing"
+    landing.mkdir()
+    (landing / "tags_20240102.csv").write_text("userId,movieId,tag,timestamp\n7,1,taken over,1700000000\n")
+    (key,) = upload_to(deployed, landing).uploaded_keys
+    parsed = contracts.parse_stage_key(key)
+    assert parsed is not None
+    # another CALL took the file over: the tracking row is LOADING under its load id
+    sql(
+        deployed,
+        "INSERT INTO RAW.LOAD_TRACKING (FILE_KEY, DATASET, FILE_NAME, CONTENT_CHECKSUM, STATUS, LOAD_ID, CLAIMED_AT, "
+        f"ATTEMPTS) VALUES ('{key}', 'tags', '{parsed.name}', '{parsed.checksum}', 'LOADING', 'the-other-call', "
+        "SYSDATE(), 2)",
+    )
+    before = raw_counts(deployed)
+    env = deployed.env()
+    session = Session.builder.configs(
+        {
+            "account": "emulator",
+            "user": env["SNOWFLAKE_USER"],
+            "password": env["SNOWFLAKE_PASSWORD"],
+            "host": "127.0.0.1",
+            "port": deployed.snowflake.port,
+            "protocol": "http",
+            "database": "NETFLIX",
+            "schema": "RAW",
+            "network_timeout": 120,
+        }
+    ).create()
+    try:
+        src = {"key": key, "dataset": "tags", "name": parsed.name, "checksum": parsed.checksum, "objects": [key]}
+        result = handler._load(session, src, "this-call", None, force=True)
+    finally:
+        session.close()
+    assert result["status"] == "SKIPPED" and "taken over by another CALL" in result["first_error"], result
+    assert raw_counts(deployed) == before
+    assert sql(deployed, f"SELECT STATUS, LOAD_ID FROM RAW.LOAD_TRACKING WHERE FILE_KEY = '{key}'") == [
+        ("LOADING", "the-other-call")
+    ]
+    sql(deployed, f"DELETE FROM RAW.LOAD_TRACKING WHERE FILE_KEY = '{key}'")

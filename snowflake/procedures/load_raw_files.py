@@ -590,7 +590,26 @@ def _sysdate(session):
     return session.sql(f"SELECT {_now_sql()}").collect()[0][0]
 
 
+def _renew_claim(session, src, load_id):
+    """Just before a file's COPY, renew this CALL's claim (CLAIMED_AT now). False if the claim is no longer this
+    CALL's: a file waits its turn while earlier ones load, and after STALE_CLAIM_MINUTES another CALL may take it
+    over; loading it here too would load its rows twice (after a full refresh's TRUNCATE, COPY's load metadata no
+    longer knows it)."""
+    rows = session.sql(
+        f"UPDATE {TRACKING} SET CLAIMED_AT = {_now_sql()} WHERE FILE_KEY = {_q(src['key'])} "
+        f"AND LOAD_ID = {_q(load_id)} AND STATUS = 'LOADING'"
+    ).collect()
+    return bool(rows and int(rows[0][0]))
+
+
 def _load(session, src, load_id, stage_path, force):
+    if not _renew_claim(session, src, load_id):
+        return _result(
+            src,
+            "SKIPPED",
+            first_error=f"taken over by another CALL while this one was loading earlier files ({STALE_CLAIM_MINUTES} "
+            "minutes after the claim); that CALL loads it",
+        )
     contract = contracts.CONTRACTS[src["dataset"]]
     table = contract.qualified_raw_table
     stored = _stored_names(src["objects"], stage_path)
