@@ -31,6 +31,60 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def start_make_airflow(tmp_path: Path, landing: Path, **extra: str) -> tuple[Any, dict[str, str], Path]:
+    """``make airflow`` in its own session, on a local stack under ``tmp_path/stack`` with free ports, loading
+    ``landing``, its output in ``tmp_path/make-airflow.log``: (the process, its environment, the log). The Airflow
+    port is the environment's ``NETFLIX_ELT_AIRFLOW_PORT``."""
+    import os
+    import subprocess
+
+    env = {
+        **os.environ,
+        "NETFLIX_ELT_STACK_DIR": str(tmp_path / "stack"),
+        "NETFLIX_ELT_S3_PORT": str(free_port()),
+        "NETFLIX_ELT_SNOWFLAKE_PORT": str(free_port()),
+        "NETFLIX_ELT_AIRFLOW_PORT": str(free_port()),
+        "NETFLIX_ELT_LANDING_DIR": str(landing),
+        "NETFLIX_ELT_DBT_MANIFEST": str(tmp_path / "dbt-target" / "manifest.json"),
+        "NETFLIX_ELT_TASK_RETRIES": "0",
+        **extra,
+    }
+    env.pop("AIRFLOW_HOME", None)
+    env.pop("SNOWFLAKE_ACCOUNT", None)
+    out = tmp_path / "make-airflow.log"
+    with out.open("w") as log:
+        proc = subprocess.Popen(
+            ["make", "-s", "airflow"],
+            cwd=REPO,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=interruptible,
+        )
+    return proc, env, out
+
+
+def snowpark_session(stack: LocalStack, schema: str) -> Any:
+    """A Snowpark session on the stack's database as its administrator (close it when done)."""
+    from snowflake.snowpark import Session
+
+    env = stack.env()
+    return Session.builder.configs(
+        {
+            "account": "emulator",
+            "user": env["SNOWFLAKE_USER"],
+            "password": env["SNOWFLAKE_PASSWORD"],
+            "host": "127.0.0.1",
+            "port": stack.snowflake.port,
+            "protocol": "http",
+            "database": stack.settings.database,
+            "schema": schema,
+            "network_timeout": 120,
+        }
+    ).create()
+
+
 def make_stack(root: Path) -> LocalStack:
     settings = dataclasses.replace(
         Settings.from_env(),

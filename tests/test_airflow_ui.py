@@ -19,7 +19,7 @@ import pytest
 
 from netflix_elt.generate import generate
 from netflix_elt.stack import port_open
-from tests.conftest import REPO, free_port, interruptible
+from tests.conftest import REPO, start_make_airflow
 
 pytestmark = pytest.mark.slow(minutes=4)
 
@@ -58,29 +58,8 @@ class Api:
 def test_make_airflow_serves_the_ui_and_runs_the_dag_through_the_rest_api(tmp_path: Path) -> None:
     landing = tmp_path / "landing"
     generate(landing, scale="tiny", seed=11)
-    port = free_port()
-    env = {
-        **os.environ,
-        "NETFLIX_ELT_STACK_DIR": str(tmp_path / "stack"),
-        "NETFLIX_ELT_S3_PORT": str(free_port()),
-        "NETFLIX_ELT_SNOWFLAKE_PORT": str(free_port()),
-        "NETFLIX_ELT_AIRFLOW_PORT": str(port),
-        "NETFLIX_ELT_LANDING_DIR": str(landing),
-        "NETFLIX_ELT_DBT_MANIFEST": str(tmp_path / "dbt-target" / "manifest.json"),
-        "NETFLIX_ELT_TASK_RETRIES": "0",
-    }
-    env.pop("AIRFLOW_HOME", None)
-    out = tmp_path / "make-airflow.log"
-    with out.open("w") as log:
-        proc = subprocess.Popen(
-            ["make", "-s", "airflow"],
-            cwd=REPO,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            preexec_fn=interruptible,
-        )
+    proc, env, out = start_make_airflow(tmp_path, landing)
+    port = int(env["NETFLIX_ELT_AIRFLOW_PORT"])
     api = Api(f"http://127.0.0.1:{port}")
     try:
         try:

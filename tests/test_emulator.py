@@ -15,7 +15,7 @@ import snowflake.connector
 from snowflake.connector.errors import ProgrammingError
 
 from netflix_elt.stack import LocalStack
-from tests.conftest import REPO, free_port
+from tests.conftest import REPO, free_port, snowpark_session
 
 ECHO = """
 CREATE OR REPLACE PROCEDURE {schema}.ECHO(A STRING, N NUMBER DEFAULT 2)
@@ -90,24 +90,9 @@ def test_procedure_return_types(sf: Any) -> None:
 
 
 def test_procedure_called_from_snowpark(stack: LocalStack, sf: Any) -> None:
-    from snowflake.snowpark import Session
-
     schema = new_schema(sf)
     run(sf, ECHO.format(schema=schema))
-    env = stack.env()
-    session = Session.builder.configs(
-        {
-            "account": "emulator",
-            "user": env["SNOWFLAKE_USER"],
-            "password": env["SNOWFLAKE_PASSWORD"],
-            "host": "127.0.0.1",
-            "port": stack.snowflake.port,
-            "protocol": "http",
-            "database": "NETFLIX",
-            "schema": schema,
-            "network_timeout": 120,
-        }
-    ).create()
+    session = snowpark_session(stack, schema)
     try:
         value = session.call(f"{schema}.ECHO", "snowpark", 3)
     finally:

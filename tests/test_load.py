@@ -17,7 +17,7 @@ from sqlglot import exp
 from netflix_elt import contracts, pipeline
 from netflix_elt.generate import generate_daily
 from netflix_elt.stack import LocalStack
-from tests.conftest import REPO, sql, upload_to
+from tests.conftest import REPO, snowpark_session, sql, upload_to
 
 RAW_COUNTS_SQL = {c.dataset: f"SELECT COUNT(*) FROM {c.qualified_raw_table}" for c in contracts.CONTRACTS.values()}
 
@@ -502,8 +502,6 @@ def test_full_refresh_rebuilds_raw_to_the_same_counts(deployed: LocalStack) -> N
 def test_a_file_taken_over_while_it_waited_its_turn_is_not_loaded_again(deployed: LocalStack, tmp_path: Path) -> None:
     """A CALL loads its claimed files one after another; one whose claim another CALL took over meanwhile (it waited
     longer than the stale-claim limit) is left to that CALL, never loaded by both."""
-    from snowflake.snowpark import Session
-
     from snowflake.procedures import load_raw_files as handler
 
     landing = tmp_path / "landing"
@@ -520,20 +518,7 @@ def test_a_file_taken_over_while_it_waited_its_turn_is_not_loaded_again(deployed
         "SYSDATE(), 2)",
     )
     before = raw_counts(deployed)
-    env = deployed.env()
-    session = Session.builder.configs(
-        {
-            "account": "emulator",
-            "user": env["SNOWFLAKE_USER"],
-            "password": env["SNOWFLAKE_PASSWORD"],
-            "host": "127.0.0.1",
-            "port": deployed.snowflake.port,
-            "protocol": "http",
-            "database": "NETFLIX",
-            "schema": "RAW",
-            "network_timeout": 120,
-        }
-    ).create()
+    session = snowpark_session(deployed, "RAW")
     try:
         src = {"key": key, "dataset": "tags", "name": parsed.name, "checksum": parsed.checksum, "objects": [key]}
         result = handler._load(session, src, "this-call", None, force=True)

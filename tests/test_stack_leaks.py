@@ -29,7 +29,7 @@ from botocore.exceptions import ClientError
 from netflix_elt.contracts import CONTRACTS
 from netflix_elt.generate import generate
 from netflix_elt.stack import LocalStack
-from tests.conftest import REPO, free_port, interruptible, make_stack
+from tests.conftest import REPO, free_port, make_stack, start_make_airflow
 
 pytestmark = pytest.mark.slow(minutes=3)
 
@@ -279,36 +279,16 @@ def airflow_secrets(home: Path) -> dict[str, str]:
 def test_make_airflow_shows_no_secret_on_any_command_line_and_listens_on_loopback_only(tmp_path: Path) -> None:
     landing = tmp_path / "landing"
     generate(landing, scale="tiny", seed=11)
-    port = free_port()
-    stack_dir = tmp_path / "stack"
-    env = {
-        **os.environ,
-        "NETFLIX_ELT_STACK_DIR": str(stack_dir),
-        "NETFLIX_ELT_S3_PORT": str(free_port()),
-        "NETFLIX_ELT_SNOWFLAKE_PORT": str(free_port()),
-        "NETFLIX_ELT_AIRFLOW_PORT": str(port),
-        "NETFLIX_ELT_LANDING_DIR": str(landing),
-        "NETFLIX_ELT_DBT_MANIFEST": str(tmp_path / "dbt-target" / "manifest.json"),
-        "NETFLIX_ELT_TASK_RETRIES": "0",
+    proc, env, out = start_make_airflow(
+        tmp_path,
+        landing,
         # the log servers of the scheduler and the triggerer, on ports of this test's own
-        "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
-        "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(free_port()),
-    }
-    env.pop("AIRFLOW_HOME", None)
-    env.pop("SNOWFLAKE_ACCOUNT", None)
+        AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT=str(free_port()),
+        AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT=str(free_port()),
+    )
+    stack_dir = tmp_path / "stack"
     home = stack_dir / "airflow"
-    out = tmp_path / "make-airflow.log"
-    base = f"http://127.0.0.1:{port}"
-    with out.open("w") as log:
-        proc = subprocess.Popen(
-            ["make", "-s", "airflow"],
-            cwd=REPO,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            preexec_fn=interruptible,
-        )
+    base = f"http://127.0.0.1:{env['NETFLIX_ELT_AIRFLOW_PORT']}"
 
     def servers() -> list[int]:
         pids = []
