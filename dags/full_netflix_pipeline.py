@@ -102,7 +102,7 @@ with DAG(
     max_active_runs=1,
     default_args={
         "retries": int(os.environ.get("NETFLIX_ELT_TASK_RETRIES", "2")),
-        "retry_delay": timedelta(minutes=1),
+        "retry_delay": timedelta(seconds=int(os.environ.get("NETFLIX_ELT_TASK_RETRY_DELAY", "60"))),
         "retry_exponential_backoff": True,
         "max_retry_delay": timedelta(minutes=10),
         "execution_timeout": timedelta(hours=2),

@@ -20,6 +20,7 @@ same code at a real Snowflake account and S3 bucket, set the variables below (in
 | ``NETFLIX_ELT_BUCKET`` / ``NETFLIX_ELT_PREFIX`` | ``netflix-landing`` / ``movielens/`` | S3 location the stage reads |
 | ``AWS_ENDPOINT_URL`` | the local S3 server | unset for real AWS (default credential chain) |
 | ``NETFLIX_ELT_STORAGE_INTEGRATION`` | none | storage integration of the stage on a real account (``netflix-elt certify`` needs it) |
+| ``NETFLIX_ELT_SNOWFLAKE_TIMEOUT`` | ``3600`` | seconds a client waits for Snowflake's answer to a statement, retrying a lost connection, before it gives up (a CALL then reports the lost connection) |
 | ``NETFLIX_ELT_CERTIFY_PREFIX`` | ``<NETFLIX_ELT_PREFIX>_certify/`` | where ``netflix-elt certify`` stages its files, one folder per run (deleted at the end) |
 """
 
@@ -58,6 +59,7 @@ class Settings:
     warehouse: str
     storage_integration: str = ""
     certify_prefix: str = "movielens/_certify/"
+    snowflake_timeout: float = 3600.0
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -75,6 +77,7 @@ class Settings:
             storage_integration=_env("NETFLIX_ELT_STORAGE_INTEGRATION", ""),
             # under the stage's prefix, so a storage integration allowed to read that prefix reads it too
             certify_prefix=_env("NETFLIX_ELT_CERTIFY_PREFIX", f"{prefix.strip('/')}/_certify/".lstrip("/")),
+            snowflake_timeout=float(_env("NETFLIX_ELT_SNOWFLAKE_TIMEOUT", "3600")),
         )
 
     @property

@@ -291,7 +291,7 @@ def _dag_test_child(out: Path) -> int:
     dag = bag.dags[DAG_ID]
     run = dag.test()
     tasks = {
-        ti.task_id: {"state": str(ti.state), "seconds": ti.duration}
+        ti.task_id: {"state": str(ti.state), "seconds": ti.duration, "tries": ti.try_number}
         for ti in sorted(run.get_task_instances(), key=lambda ti: ti.start_date or run.start_date)
     }
     result = {

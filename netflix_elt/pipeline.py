@@ -66,7 +66,7 @@ def connect(settings: Settings | None = None, **overrides: Any) -> Iterator[Any]
             "database": settings.database,
             "schema": "RAW",
             "warehouse": settings.warehouse,
-            "network_timeout": 3600,
+            "network_timeout": settings.snowflake_timeout,
         }
         if role := os.environ.get("SNOWFLAKE_ROLE"):
             params["role"] = role

@@ -264,7 +264,7 @@ class LocalStack:
             "protocol": "http",
             "database": self.settings.database,
             "warehouse": self.settings.warehouse,
-            "network_timeout": 600,
+            "network_timeout": self.settings.snowflake_timeout,
             "login_timeout": 30,
         }
         params.update(overrides)

@@ -16,7 +16,8 @@ class Proxy:
 
     - ``bytes_per_second``: each direction of each connection is throttled to this rate (None: full speed);
     - ``stalled``: accept connections but forward nothing (a server that hangs);
-    - `stop`: close the listening socket and every connection (a server that went down).
+    - `stop`: close the listening socket and every connection (a server that went down);
+    - `forwarded`: set once a client has sent ``watch`` (bytes) through the proxy, e.g. an HTTP request line.
     """
 
     target_port: int
@@ -27,6 +28,8 @@ class Proxy:
     _sockets: list[socket.socket] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _closed: bool = False
+    watch: bytes | None = None
+    forwarded: threading.Event = field(default_factory=threading.Event)
 
     def start(self) -> Proxy:
         self._listener = socket.socket()
@@ -83,10 +86,10 @@ class Proxy:
                 continue
             with self._lock:
                 self._sockets += [client, upstream]
-            threading.Thread(target=self._pump, args=(client, upstream), daemon=True).start()
+            threading.Thread(target=self._pump, args=(client, upstream, True), daemon=True).start()
             threading.Thread(target=self._pump, args=(upstream, client), daemon=True).start()
 
-    def _pump(self, src: socket.socket, dst: socket.socket) -> None:
+    def _pump(self, src: socket.socket, dst: socket.socket, from_client: bool = False) -> None:
         chunk = 16 * 1024
         try:
             while True:
@@ -96,6 +99,8 @@ class Proxy:
                 if self.bytes_per_second:
                     time.sleep(len(data) / self.bytes_per_second)
                 dst.sendall(data)
+                if from_client and self.watch and self.watch in data:
+                    self.forwarded.set()
         except OSError:
             pass
         finally:

@@ -1,4 +1,5 @@
-"""`make airflow`: the Airflow UI and API on 127.0.0.1, driven through the REST API as an operator would."""
+"""`make airflow`: the Airflow UI and API on 127.0.0.1, driven through the REST API as an operator would. While it
+runs the DAG, every process it starts is watched: no secret on any command line, every server on 127.0.0.1 only."""
 
 from __future__ import annotations
 
@@ -19,7 +20,17 @@ import pytest
 
 from netflix_elt.generate import generate
 from netflix_elt.stack import port_open
-from tests.conftest import REPO, start_make_airflow
+from tests.conftest import REPO, free_port, start_make_airflow
+from tests.processes import (
+    AIRFLOW_COMPONENTS,
+    Watcher,
+    airflow_secrets,
+    contains_args,
+    listening_beyond_loopback,
+    mode,
+    read_env_file,
+    secrets_on_command_lines,
+)
 
 pytestmark = pytest.mark.slow(minutes=4)
 
@@ -55,12 +66,29 @@ class Api:
 
 
 @pytest.mark.timeout(1500)  # waits up to 300 + 180 + 900 s; make test's parallel workers share the cores
-def test_make_airflow_serves_the_ui_and_runs_the_dag_through_the_rest_api(tmp_path: Path) -> None:
+def test_make_airflow_serves_the_ui_runs_the_dag_and_leaks_nothing(tmp_path: Path) -> None:
     landing = tmp_path / "landing"
     generate(landing, scale="tiny", seed=11)
-    proc, env, out = start_make_airflow(tmp_path, landing)
+    proc, env, out = start_make_airflow(
+        tmp_path,
+        landing,
+        # the log servers of the scheduler and the triggerer, on ports of this test's own
+        AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT=str(free_port()),
+        AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT=str(free_port()),
+    )
     port = int(env["NETFLIX_ELT_AIRFLOW_PORT"])
     api = Api(f"http://127.0.0.1:{port}")
+    stack_dir = tmp_path / "stack"
+    home = stack_dir / "airflow"
+
+    def servers() -> list[int]:
+        pids = []
+        for name in ("s3.pid", "snowflake.pid"):
+            with contextlib.suppress(OSError, ValueError):
+                pids.append(int((stack_dir / name).read_text()))
+        return pids
+
+    watcher = Watcher([proc.pid], servers).__enter__()
     try:
         try:
             health = api.wait("GET", "/api/v2/monitor/health", 300, ok=lambda h: h["scheduler"]["status"] == "healthy")
@@ -99,7 +127,12 @@ def test_make_airflow_serves_the_ui_and_runs_the_dag_through_the_rest_api(tmp_pa
         assert summary["status"] == "SUCCESS" and summary["totals"]["loaded"] == 6, summary
         runs = api.call("GET", f"/api/v2/dags/{DAG_ID}/dagRuns")["dag_runs"]
         assert [r["dag_run_id"] for r in runs] == [run["dag_run_id"]]
+        secrets = {
+            **{f"stack {k}": v for k, v in read_env_file(stack_dir / "credentials.env").items()},
+            **airflow_secrets(home),
+        }
     finally:
+        watcher.__exit__()
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C in the terminal that runs `make airflow`
         try:
@@ -117,3 +150,25 @@ def test_make_airflow_serves_the_ui_and_runs_the_dag_through_the_rest_api(tmp_pa
     assert not port_open(port), "Airflow still serves after Ctrl-C"
     leftovers = subprocess.run(["pgrep", "-f", f"port:{port}"], capture_output=True, text=True).stdout
     assert not leftovers.strip(), leftovers
+
+    # nothing leaked while it ran: every component, every task process (the uploader, the load, dbt) was watched
+    seen = watcher.seen
+    commands = [line.split("\0") for s in seen.values() for line in s.cmdline.split("\n")]
+    for component in (["serve", "s3"], ["snowflake.emulator"], *[[c] for c in AIRFLOW_COMPONENTS]):
+        assert any(contains_args(c, component) for c in commands), f"{component} was not watched: {commands}"
+    problems = secrets_on_command_lines(seen, secrets) + listening_beyond_loopback(seen)
+    assert not problems, "\n".join(problems)
+    # every server was seen listening: the API server, the log servers, the S3 server, the emulator
+    listening = {address for s in seen.values() for address in s.listening}
+    for name in (
+        "NETFLIX_ELT_AIRFLOW_PORT",
+        "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT",
+        "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT",
+        "NETFLIX_ELT_S3_PORT",
+        "NETFLIX_ELT_SNOWFLAKE_PORT",
+    ):
+        assert ("127.0.0.1", int(env[name])) in listening, (name, sorted(listening))
+    assert mode(stack_dir) == 0o700
+    assert mode(stack_dir / "credentials.env") == 0o600
+    assert mode(home / "passwords.json") == 0o600
+    assert mode(home / "airflow.cfg") & 0o077 == 0

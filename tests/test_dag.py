@@ -37,6 +37,8 @@ print(json.dumps({
     "groups": sorted(dag.task_group_dict),
     "schedule": str(dag.schedule), "catchup": dag.catchup, "max_active_runs": dag.max_active_runs,
     "doc_md": bool(dag.doc_md),
+    "retries": {t.task_id: [t.retries, t.retry_exponential_backoff, t.retry_delay.total_seconds(),
+                            t.execution_timeout and t.execution_timeout.total_seconds()] for t in dag.tasks},
 }))
 """
 
@@ -100,8 +102,11 @@ def sql(env: dict[str, str], query: str) -> list[tuple[Any, ...]]:
 
 
 def test_dag_shape(airflow_env: dict[str, str]) -> None:
+    defaults = {
+        k: v for k, v in airflow_env.items() if k not in {"NETFLIX_ELT_TASK_RETRIES", "NETFLIX_ELT_TASK_RETRY_DELAY"}
+    }
     proc = subprocess.run(
-        [sys.executable, "-c", SHAPE, str(REPO / "dags")], env=airflow_env, capture_output=True, text=True, timeout=300
+        [sys.executable, "-c", SHAPE, str(REPO / "dags")], env=defaults, capture_output=True, text=True, timeout=300
     )
     assert proc.stdout.strip(), proc.stderr[-3000:]
     shape = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -133,6 +138,12 @@ def test_dag_shape(airflow_env: dict[str, str]) -> None:
         1,
         True,
     )
+    # every task: 2 retries by default, with exponential backoff from 60 s, and a timeout (1 h for the upload, 2 h
+    # for the load and each dbt task)
+    retries = shape["retries"]
+    assert {tuple(v[:3]) for v in retries.values()} == {(2, True, 60.0)}, retries
+    assert retries["upload_landed_files"][3] == 3600, retries
+    assert all(v[3] == 7200 for t, v in retries.items() if t != "upload_landed_files"), retries
 
 
 @pytest.mark.timeout(1200)  # two whole DAG runs; make test's parallel workers share the cores
@@ -162,15 +173,19 @@ def test_make_run_runs_the_dag_end_to_end_then_loads_only_a_new_daily_file(airfl
     assert sql(airflow_env, "SELECT COUNT(*) FROM CORE.FCT_RATINGS")[0][0] == facts + new_rows
 
 
-def test_rejected_rows_over_the_limit_fail_the_load_and_skip_dbt(airflow_env: dict[str, str]) -> None:
+def test_a_failed_load_is_not_retried_although_the_task_has_retries(airflow_env: dict[str, str]) -> None:
+    """Rejected rows over the limit fail the load task at once, retries or not (a retry would load nothing new and
+    fail the same way), and no dbt task runs."""
     landing = Path(airflow_env["NETFLIX_ELT_LANDING_DIR"])
     bad = "userId,movieId,rating,timestamp\n" + "".join(f"9,{i},oops,1700000000\n" for i in range(1, 11))
     (landing / "ratings_20231020.csv").write_text(bad + "9,11,4.0,1700000000\n")
-    result = orchestrate.run_dag(airflow_env, progress=False)
+    retrying = {**airflow_env, "NETFLIX_ELT_TASK_RETRIES": "2", "NETFLIX_ELT_TASK_RETRY_DELAY": "1"}
+    result = orchestrate.run_dag(retrying, progress=False)
     assert result.state == "failed", result
     states = {t: v["state"] for t, v in result.tasks.items()}
     assert states["upload_landed_files"] == "success"
     assert states["run_db_raw_ingestion"] == "failed"
+    assert result.tasks["run_db_raw_ingestion"]["tries"] == 1, result.tasks["run_db_raw_ingestion"]
     dbt_states = {t: s for t, s in states.items() if t.startswith("netflix_dbt_run.")}
     assert dbt_states and all(s == "upstream_failed" for s in dbt_states.values()), dbt_states
     # the reason, in one line of the task's log

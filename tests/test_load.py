@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import gzip
 import re
@@ -348,19 +349,23 @@ def test_dry_run_and_dataset_filter_change_nothing(deployed: LocalStack, tmp_pat
     assert "movies" not in {f["dataset"] for f in rest["files"]}
 
 
-def test_concurrent_calls_never_double_load(deployed: LocalStack, tmp_path: Path) -> None:
+def test_two_concurrent_calls_each_return_a_result_and_load_each_file_once(
+    deployed: LocalStack, tmp_path: Path
+) -> None:
     daily = tmp_path / "daily"
     generate_daily(daily, dt.date(2024, 7, 25), scale="tiny", seed=10)
     ratings = daily / "ratings_20240725.csv"
     rows = sum(1 for _ in ratings.open()) - 1
     before = raw_counts(deployed)["ratings"]
-    report = upload_to(deployed, _one_file(tmp_path, ratings))
+    (key,) = upload_to(deployed, _one_file(tmp_path, ratings)).uploaded_keys
     results: list[Any] = []
+    start = threading.Barrier(2)
 
     def call() -> None:
+        start.wait()
         try:
-            results.append(pipeline.load(report.uploaded_keys))
-        except Exception as e:  # a conflicting claim may surface as an error; it must not double-load
+            results.append(pipeline.load([key]))
+        except BaseException as e:  # recorded: the assertion below shows it
             results.append(e)
 
     threads = [threading.Thread(target=call) for _ in range(2)]
@@ -368,12 +373,17 @@ def test_concurrent_calls_never_double_load(deployed: LocalStack, tmp_path: Path
         t.start()
     for t in threads:
         t.join(timeout=300)
+    assert len(results) == 2 and all(isinstance(r, dict) for r in results), results  # neither CALL failed
+    outcomes = sorted(
+        ((r["status"], [(f["file"], f["status"], f["rows_loaded"]) for f in r["files"]]) for r in results),
+        key=lambda o: o[0] != "SUCCESS",
+    )
+    # one CALL loaded the file; the other found it loaded already, or held by the first (then it says so)
+    assert outcomes[0] == ("SUCCESS", [(key, "LOADED", rows)]), outcomes
+    assert outcomes[1] in (("NOTHING_TO_LOAD", []), ("WAITING", [(key, "SKIPPED", 0)])), outcomes
+    skipped = [f for r in results for f in r["files"] if f["status"] == "SKIPPED"]
+    assert all("being loaded by CALL" in f["first_error"] for f in skipped), skipped
     assert raw_counts(deployed)["ratings"] == before + rows
-    loaded = [f for r in results if isinstance(r, dict) for f in r["files"] if f["status"] == "LOADED"]
-    assert len(loaded) == 1
-    # the other CALL found it loaded already, or says that the first one holds it
-    skipped = [f for r in results if isinstance(r, dict) for f in r["files"] if f["status"] == "SKIPPED"]
-    assert len(skipped) <= 1 and all("being loaded by" in f["first_error"] for f in skipped)
 
 
 def test_failed_file_does_not_lose_the_others(deployed: LocalStack, tmp_path: Path) -> None:
@@ -401,15 +411,27 @@ def test_failed_file_does_not_lose_the_others(deployed: LocalStack, tmp_path: Pa
     assert sql(deployed, f"SELECT ATTEMPTS FROM RAW.LOAD_TRACKING WHERE FILE_KEY = '{bad_key}'") == [(2,)]
 
 
-def test_worksheet_call_with_defaults_and_named_arguments(deployed: LocalStack) -> None:
+def test_worksheet_call_with_defaults_and_named_arguments(deployed: LocalStack, tmp_path: Path) -> None:
     import json
 
     (dry,) = sql(deployed, "CALL RAW.LOAD_RAW_FILES(DRY_RUN => TRUE)")[0]
     assert json.loads(dry)["status"] == "DRY_RUN"
+    # a new tags file, and the truncated file test_failed_file_does_not_lose_the_others staged: every CALL without
+    # FILES tries a FAILED file again
+    landing = tmp_path / "landing"
+    landing.mkdir()
+    (landing / "tags_20240728.csv").write_text("userId,movieId,tag,timestamp\n3,1,from a worksheet,1722124800\n")
+    (key,) = upload_to(deployed, landing).uploaded_keys
+    (failed,) = sql(deployed, "SELECT FILE_KEY FROM RAW.LOAD_TRACKING WHERE STATUS = 'FAILED'")[0]
     (result,) = sql(deployed, "CALL RAW.LOAD_RAW_FILES()")[0]
     summary = json.loads(result)
-    assert summary["status"] in {"NOTHING_TO_LOAD", "SUCCESS", "PARTIAL", "FAILED"}
-    assert summary["message"] and summary["load_id"]
+    assert summary["status"] == "FAILED", summary
+    assert sorted((f["file"], f["status"], f["rows_loaded"]) for f in summary["files"]) == sorted(
+        [(key, "LOADED", 1), (failed, "FAILED", 0)]
+    )
+    assert summary["load_id"] and f"Failed: {failed}" in summary["message"]
+    (named,) = sql(deployed, f"CALL RAW.LOAD_RAW_FILES(FILES => ['{key}'], DRY_RUN => FALSE)")[0]
+    assert json.loads(named)["status"] == "NOTHING_TO_LOAD"
 
 
 def test_rows_committed_without_tracking_are_counted_not_loaded_again(deployed: LocalStack, tmp_path: Path) -> None:
@@ -497,6 +519,74 @@ def test_full_refresh_rebuilds_raw_to_the_same_counts(deployed: LocalStack) -> N
     assert raw_counts(deployed) == before
     (n,) = sql(deployed, "SELECT COUNT(*) FROM RAW.LOAD_TRACKING WHERE STATUS = 'LOADING'")[0]
     assert n == 0
+
+
+def _staged_data_lines(stack: LocalStack, dataset: str) -> dict[str, int]:
+    """{stage key: its data lines} of every object staged for ``dataset``, counted in the bytes the bucket holds (each
+    object, part or whole file, starts with the header line), one entry per distinct content and part."""
+    s3, settings = stack.s3_client(), stack.settings
+    seen: set[tuple[str, int | None]] = set()
+    lines: dict[str, int] = {}
+    pages = s3.get_paginator("list_objects_v2").paginate(Bucket=settings.bucket, Prefix=f"{settings.prefix}{dataset}/")
+    for obj in sorted((o for page in pages for o in page.get("Contents", [])), key=lambda o: o["Key"]):
+        key = obj["Key"][len(settings.prefix) :]
+        parsed = contracts.parse_stage_key(key)
+        assert parsed is not None, key
+        if (parsed.checksum, parsed.part) in seen:  # the same content staged again: loaded once
+            continue
+        seen.add((parsed.checksum, parsed.part))
+        body = s3.get_object(Bucket=settings.bucket, Key=obj["Key"])["Body"].read()
+        if key.endswith(".gz"):
+            with contextlib.suppress(EOFError, OSError):  # a truncated gzip has no rows to load
+                body = gzip.decompress(body)
+            if body[:2] == b"\x1f\x8b":
+                continue
+        lines[key] = body.count(b"\n") - 1
+    return lines
+
+
+def test_full_refresh_reloads_every_file_with_new_load_ids_and_resets_rejects(deployed: LocalStack) -> None:
+    """A full refresh of ratings and tags: every RAW row, tracking row and reject is the refresh's own (nothing kept
+    from before, nothing doubled), each file counted once with ATTEMPTS 1, RAW.RATINGS holds exactly the staged files'
+    own data lines less the 4 lines that test_malformed_rows_are_rejected_with_line_and_reason's file gets rejected."""
+    bad = sql(deployed, "SELECT FILE_KEY FROM RAW.LOAD_TRACKING WHERE FILE_NAME = 'ratings_20240801.csv'")
+    assert len(bad) == 1
+    (bad_key,) = bad[0]
+    summary = pipeline.load(full_refresh=True, datasets=["ratings", "tags"])
+    load_id = summary["load_id"]
+    assert summary["full_refresh"] is True
+    outcome = {f["file"]: f for f in summary["files"]}
+    assert {f["dataset"] for f in outcome.values()} == {"ratings", "tags"}
+
+    # every row of RAW.RATINGS and RAW.TAGS was loaded by the refresh
+    for table in ("RAW.RATINGS", "RAW.TAGS"):
+        assert sql(deployed, f"SELECT DISTINCT LOAD_ID FROM {table}") == [(load_id,)], table
+    # each file tracked once, claimed by the refresh, first attempt
+    tracked = sql(
+        deployed,
+        "SELECT FILE_KEY, STATUS, LOAD_ID, ATTEMPTS, ROWS_LOADED, ROWS_REJECTED FROM RAW.LOAD_TRACKING "
+        "WHERE DATASET IN ('ratings', 'tags')",
+    )
+    assert sorted(r[0] for r in tracked) == sorted(outcome)
+    assert {(r[2], r[3]) for r in tracked} == {(load_id, 1)}
+    assert {r[0]: r[1] for r in tracked} == {k: f["status"] for k, f in outcome.items()}
+    # the rejects are the refresh's: the malformed file's 4 lines once, nothing older
+    rejects = sql(
+        deployed,
+        "SELECT FILE_KEY, LINE, LOAD_ID FROM RAW.LOAD_REJECTS WHERE FILE_KEY IN "
+        "(SELECT FILE_KEY FROM RAW.LOAD_TRACKING WHERE DATASET IN ('ratings', 'tags')) ORDER BY FILE_KEY, LINE",
+    )
+    assert rejects == [(bad_key, line, load_id) for line in (3, 4, 5, 7)]
+    assert outcome[bad_key]["status"] == "PARTIALLY_LOADED"
+
+    # RAW.RATINGS against the staged files' own line counts, file by file
+    staged = _staged_data_lines(deployed, "ratings")
+    per_file = dict(sql(deployed, "SELECT SOURCE_FILE, COUNT(*) FROM RAW.RATINGS GROUP BY SOURCE_FILE"))
+    per_file = {str(k).removeprefix(deployed.settings.prefix): v for k, v in per_file.items()}
+    expected = {key: n - (4 if key == bad_key else 0) for key, n in staged.items()}
+    assert per_file == expected
+    duplicates = {k for k, f in outcome.items() if f["status"] == "DUPLICATE" and f["dataset"] == "ratings"}
+    assert set(staged) | duplicates == {k for k, f in outcome.items() if f["dataset"] == "ratings"}
 
 
 def test_a_file_taken_over_while_it_waited_its_turn_is_not_loaded_again(deployed: LocalStack, tmp_path: Path) -> None:
