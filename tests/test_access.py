@@ -721,3 +721,92 @@ def test_an_emulator_without_an_administrator_password_says_it_accepts_anyone(
         proc.terminate()
         proc.wait(timeout=30)
     assert "every login is accepted" in log.read_text()
+
+
+# -- the README's worksheet ----------------------------------------------------------------------------------------
+
+README_KEY = "ratings/20261130T101555Z_f5f22011c16d0b20/ratings_20240721.csv"  # the README's example stage key
+
+
+def _worksheet_blocks() -> list[str]:
+    """The ```sql blocks of README.md's section "From a worksheet", in order."""
+    text = (REPO / "README.md").read_text()
+    section = text.split("## From a worksheet", 1)[1].split("\n## ", 1)[0]
+    return [block.split("```", 1)[0] for block in section.split("```sql\n")[1:]]
+
+
+def _statements(block: str) -> list[str]:
+    """A block's statements, without their comments (one statement may span lines; each ends with ';')."""
+    lines = [line.split("--", 1)[0].rstrip() for line in block.splitlines()]
+    return [s.strip() for s in "\n".join(line for line in lines if line).split(";") if s.strip()]
+
+
+def test_the_readme_worksheet_runs_as_written_for_a_loader(loaded: Site, tmp_path: Path) -> None:
+    """Every statement of README's worksheet section, as written, in a NETFLIX_LOADER session (the README's example
+    stage key replaced by the key of a file staged here, with `four` for a rating on line 4 as in the example), and
+    what each one shows. The full refresh block is for administrators: the loader is refused."""
+    landing = tmp_path / "worksheet"
+    landing.mkdir()
+    (landing / "ratings_20240721.csv").write_text(
+        "userId,movieId,rating,timestamp\n1,1,4.0,1721531786\n2,1,3.5,1721531787\n60,101167,four,1721531786\n"
+        "61,1,5.0,1721531788\n"
+    )
+    (landing / "tags_20240721.csv").write_text("userId,movieId,tag,timestamp\n1,1,worksheet,1721531786\n")
+    report = upload(landing, bucket="netflix-landing", prefix="movielens/", s3_client=loaded.stack.s3_client())
+    (key,) = [k for k in report.uploaded_keys if k.startswith("ratings/")]
+    blocks = [block.replace(README_KEY, key) for block in _worksheet_blocks()]
+    calls, refresh, as_rows, reading, retry = blocks  # the README's five SQL blocks
+
+    conn = loaded.login(LOADER)
+    try:
+        cur = conn.cursor()
+        first, *other_calls = _statements(calls)[3:]
+        for statement in _statements(calls)[:3]:  # USE ROLE, USE WAREHOUSE, USE SCHEMA
+            cur.execute(statement)
+        summary = json.loads(cur.execute(first).fetchone()[0])
+        assert summary["status"] == "PARTIAL", summary
+        files = {f["file"]: f for f in summary["files"]}
+        assert (files[key]["status"], files[key]["rows_loaded"], files[key]["rows_rejected"]) == (
+            "PARTIALLY_LOADED",
+            3,
+            1,
+        )
+        assert files[key]["first_error"] == "Numeric value 'four' is not recognized"
+        # the same result as rows (RESULT_SCAN of the CALL, FLATTEN of its files): the emulator reads RESULT_SCAN
+        # only as SELECT * FROM TABLE(RESULT_SCAN('<query id>')), so this statement is checked for its shape only
+        (scan,) = _statements(as_rows)
+        assert "FROM TABLE(RESULT_SCAN(LAST_QUERY_ID())) r, LATERAL FLATTEN(input => r.$1:files) f" in scan
+        results = [json.loads(cur.execute(s).fetchone()[0]) for s in other_calls]
+        assert [r["status"] for r in results] == ["DRY_RUN", "NOTHING_TO_LOAD", "NOTHING_TO_LOAD"], results
+
+        # what was loaded: the last loads, files with rejects, the rejected rows of the file, its rows in RAW
+        last_loads, with_rejects, set_key, its_rejects, its_rows = _statements(reading)
+        assert summary["load_id"] in {r[0] for r in cur.execute(last_loads).fetchall()}
+        assert (key, "PARTIALLY_LOADED", 4, 3, 1) in {r[:5] for r in cur.execute(with_rejects).fetchall()}
+        cur.execute(set_key)
+        assert cur.execute(its_rejects).fetchall() == [
+            (
+                4,
+                '"LOAD_SHAPE_RATINGS"["RATING":3]',
+                "Numeric value 'four' is not recognized",
+                "60,101167,four,1721531786",
+            )
+        ]
+        with pytest.raises(ProgrammingError, match="does not exist or not authorized"):
+            cur.execute(its_rows)  # a loader may not read RAW's tables, as the README says
+        reader = loaded.login(TRANSFORMER)
+        try:
+            rows = reader.cursor().execute(set_key).execute(its_rows).fetchall()
+        finally:
+            reader.close()
+        assert sorted((r[0], r[1], float(r[2])) for r in rows) == [(1, 1, 4.0), (2, 1, 3.5), (61, 1, 5.0)]
+
+        (again,) = _statements(retry)
+        assert json.loads(cur.execute(again).fetchone()[0])["status"] == "NOTHING_TO_LOAD"
+
+        # the full refresh block: a loader may not call it
+        for statement in _statements(refresh):
+            with pytest.raises(ProgrammingError, match="does not exist or not authorized"):
+                cur.execute(statement)
+    finally:
+        conn.close()
