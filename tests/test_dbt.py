@@ -135,6 +135,7 @@ DUPLICATES_FIRST = {
         f"{DUP_USER},{DUP_MOVIE},2.0,{EVENT_A}\n"
         f"{DUP_USER},{DUP_MOVIE},4.5,{EVENT_B}\n"  # B's last row
     ),
+    "links_20231001.csv": f"movieId,imdbId,tmdbId\n{DUP_MOVIE},114709,\n",  # no tmdbId
     "movies_20231001.csv": (
         "movieId,title,genres\n"
         f"{DUP_MOVIE},First Draft (1993),Horror\n"
@@ -532,6 +533,26 @@ def test_generated_marts_equal_an_independent_duckdb_computation(generated: Proj
             assert len(got) > 10, mart
             differences = _differences(got, expected[mart], columns, key)
             assert not differences, (mart, len(differences), differences[:20])
+
+
+def test_links_become_imdb_title_ids_and_empty_tmdb_ids_null(generated: Project) -> None:
+    """stg_links, read against links.csv itself: imdbId as an IMDb title id (`tt` and at least 7 digits, e.g.
+    tt0114709), an empty tmdbId as NULL, one row per movie."""
+    import csv
+
+    expected = {}
+    links = [path for load in generated.loads for path in load.files.values() if path.name.startswith("links")]
+    for path in links:  # in load order: a later load's row wins
+        with path.open(newline="") as f:
+            for r in csv.DictReader(f):
+                imdb = "tt" + r["imdbId"].strip().zfill(7)
+                expected[int(r["movieId"])] = (imdb, int(r["tmdbId"]) if r["tmdbId"] else None)
+    assert expected[DUP_MOVIE] == ("tt0114709", None)
+    got = {
+        int(m): (imdb, None if tmdb is None else int(tmdb))
+        for m, imdb, tmdb in generated.sql("SELECT MOVIE_ID, IMDB_ID, TMDB_ID FROM STAGING.STG_LINKS")
+    }
+    assert got == expected
 
 
 def test_every_compiled_model_parses_as_snowflake_sql(generated: Project) -> None:
