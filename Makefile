@@ -10,7 +10,7 @@ CLI := $(VENV)/bin/netflix-elt
 TEST_WORKERS ?= 3
 
 .DEFAULT_GOAL := help
-.PHONY: help install run airflow docs docs-serve test lint typecheck up down status reset generate bench bench-generate bench-upload bench-dag lock clean smoke-snowflake
+.PHONY: help install run airflow docs docs-serve test mutation lint typecheck up down status reset generate bench bench-generate bench-upload bench-dag lock clean smoke-snowflake
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -71,6 +71,9 @@ typecheck: install ## mypy
 
 test: install lint typecheck ## install, lint, type-check and run every test (tests start the servers they need; TEST_WORKERS=3 in parallel)
 	$(VENV)/bin/pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder --durations=15
+
+mutation: install ## break the code on purpose (tests/mutation/mutations.toml), each break in a scratch copy: its tests must fail (ALL=1: the slow ones too; ONLY="id ...")
+	$(PY) tests/mutation/run.py $(if $(ALL),--all) $(if $(ONLY),--only $(ONLY))
 
 bench: install ## upload, load, incremental CALLs, dbt and the DAG against their baselines (SCALE=medium; SCALE=ml-32m for the full size)
 	$(PY) benchmarks/bench.py --scale $(or $(SCALE),medium)

@@ -3,7 +3,8 @@
 Runs `python -m netflix_elt.generate` twice with the same scale and seed, each in its own process and output
 directory, measures each run's wall time and peak resident memory (from the kernel's accounting of that child
 process), checks that the two runs wrote identical files (sha256), and records the results in
-benchmarks/results/generate.md and benchmarks/results/generate.json.
+benchmarks/results/generate.md and benchmarks/results/generate.json, with the commit measured, the product files
+that differed from it, the machine and the load average during the run (benchmarks/machine.py).
 
     python benchmarks/generate_bench.py                  # ml-32m, seed 42
     python benchmarks/generate_bench.py --scale small
@@ -25,7 +26,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from machine import environment
+from machine import Provenance, environment, provenance_markdown
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
@@ -121,11 +122,10 @@ def to_markdown(report: dict) -> str:
         lines.append(f"| {f['name']} | {f['rows']:,} | {f['bytes']:,} | {seconds} | `{f['sha256'][:16]}…` |")
     lines += [
         "",
-        f"Machine: {env['cpu_model']}, {env['cpu_count']} cores, {env['memory_gib']} GiB RAM; "
-        f"{env['platform']}; Python {env['python']}, DuckDB {env['duckdb']}, NumPy {env['numpy']}; "
-        f"generator threads {report['threads']}.",
+        f"DuckDB {env['duckdb']}, NumPy {env['numpy']}; generator threads {report['threads']}.",
         "",
     ]
+    lines += provenance_markdown(report["provenance"], env)
     return "\n".join(lines)
 
 
@@ -144,6 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     import duckdb
     import numpy
 
+    provenance = Provenance()
     work = Path(tempfile.mkdtemp(prefix="generate-bench-", dir=args.tmp))
     try:
         runs = [run_once(i, args.scale, args.seed, args.threads, work / f"run{i}") for i in range(1, args.runs + 1)]
@@ -158,6 +159,7 @@ def main(argv: list[str] | None = None) -> int:
         "threads": args.threads,
         "date": dt.datetime.now(dt.UTC).date().isoformat(),
         "identical": identical,
+        "provenance": provenance.finish(),
         "environment": environment(duckdb=duckdb.__version__, numpy=numpy.__version__),
         "runs": [asdict(r) for r in runs],
     }
