@@ -603,73 +603,6 @@ def render(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def readme_table(result: dict[str, Any]) -> str:
-    """The table of README's "Performance" section, with the figures formatted as the results' .md prints them."""
-    s = result["sections"]
-    rows: list[tuple[str, str, str, str, str]] = []
-
-    def ratio(key: str, what: str, baseline: str) -> None:
-        _, op, target = TARGETS[key]
-        for section in s.values():
-            if key in section.get("ratios", {}):
-                value = section["ratios"][key]
-                shown = f"{value:.3f}" if key == "dbt_incremental_vs_full" else f"{value:.2f}"
-                verdict = "met" if met(op, value, target) else "NOT met"
-                rows.append((what, baseline, shown, f"{op} {target:g}", verdict))
-
-    if "a" in s:
-        a = {r["case"]: r for r in s["a"]["rows"]}
-        ours, base = a["uploader (ours)"], a["boto3 upload_file (defaults)"]
-        whole = a["whole file in memory + put_object"]
-        ratio(
-            "upload_vs_upload_file",
-            f"uploader throughput, {s['a']['file_mb']:,.1f} MB `ratings.csv` ({ours['seconds']:.2f} s)",
-            f"boto3 `upload_file` defaults ({base['seconds']:.2f} s)",
-        )
-        ratio(
-            "upload_vs_whole_file",
-            "uploader throughput",
-            f"whole file in memory + `put_object` ({whole['seconds']:.2f} s, {whole['peak_rss_mb']:.0f} MB RSS)",
-        )
-        peak = ours["peak_rss_mb"]
-        verdict = "met" if met("<", peak, TARGET_PEAK_RSS_MB) else "NOT met"
-        rows.append(("uploader peak RSS", "", f"{peak:.0f} MB", f"< {TARGET_PEAK_RSS_MB:g} MB for 1 GB", verdict))
-    if "b" in s:
-        b = s["b"]
-        ratio(
-            "call_vs_copy",
-            f"`CALL RAW.LOAD_RAW_FILES`, whole load ({b['call_seconds']:.2f} s)",
-            f"the bare `COPY INTO` statements it runs ({b['copy_seconds']:.2f} s)",
-        )
-        floor = f"DuckDB `read_csv` of the same files ({b['duckdb_seconds']:.2f} s)"
-        ratio("call_vs_duckdb", "whole load on the local stack", floor)
-    if "c" in s:
-        h = s["c"]["histories"]
-        lo, hi = h[min(h, key=int)], h[max(h, key=int)]
-        for key, what, field in (
-            ("noop_10000_vs_10", "no-op CALL", "noop_seconds"),
-            ("one_file_10000_vs_10", "one-new-file CALL", "one_file_seconds"),
-        ):
-            ratio(key, f"{what} with 10,000 files tracked ({hi[field]:.3f} s)", f"the same with 10 ({lo[field]:.3f} s)")
-    if "d" in s:
-        d = s["d"]
-        ratio(
-            "dbt_incremental_vs_full",
-            f"dbt build after a {d['daily_ratings']:,}-rating daily file ({d['incremental_seconds']:.1f} s)",
-            f"a full build ({d['full_seconds']:.1f} s)",
-        )
-    if "e" in s:
-        e = s["e"]
-        ratio(
-            "dag_vs_direct",
-            f"one DAG run ({e['dag_seconds']:.1f} s)",
-            f"the same steps run directly ({e['direct_seconds']:.1f} s)",
-        )
-    lines = ["| what | baseline | ratio | target | verdict |", "| --- | --- | ---: | ---: | --- |"]
-    lines += ["| " + " | ".join(row) + " |" for row in rows]
-    return "\n".join(lines) + "\n"
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--scale", default="medium", help="generator scale (default: %(default)s)")
@@ -677,16 +610,7 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=5, help="rounds of sections a, b, c (default: %(default)s)")
     parser.add_argument("--long-repeat", type=int, default=3, help="rounds of sections d, e (default: %(default)s)")
     parser.add_argument("--out", type=Path, default=RESULTS, help="results folder (default: benchmarks/results)")
-    parser.add_argument(
-        "--readme-table",
-        type=Path,
-        metavar="JSON",
-        help="print README's performance table from a results .json, run nothing",
-    )
     args = parser.parse_args()
-    if args.readme_table:
-        print(readme_table(json.loads(args.readme_table.read_text())), end="")
-        return 0
     if args.repeat < 1 or args.long_repeat < 1:
         parser.error("--repeat and --long-repeat must be at least 1")
     provenance = Provenance()

@@ -212,6 +212,11 @@ def render(r: dict[str, Any]) -> str:
         "figure also counts parsing the DAG and Airflow's own work between tasks. One-off preparation of the DAG "
         f"mode (metadata database, dbt manifest): {r['prepare_seconds_median']:.1f} s (median), not counted.",
         "",
+    ]
+    lines += provenance_markdown(r["provenance"], env)
+    lines += [
+        "## Every run",
+        "",
         "| round | mode | whole run | upload | load | dbt |",
         "| ---: | --- | ---: | ---: | ---: | ---: |",
     ]
@@ -222,7 +227,6 @@ def render(r: dict[str, Any]) -> str:
             f"| {p['dbt']:.1f} s |"
         )
     lines.append("")
-    lines += provenance_markdown(r["provenance"], env)
     return "\n".join(lines)
 
 

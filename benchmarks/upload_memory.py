@@ -198,6 +198,15 @@ def to_markdown(report: dict[str, Any]) -> str:
         lines.append(f"| uploader {mode} | {ratio:.2f} | {ratio!r} | {target} | {verdict} |")
     lines += [
         "",
+        f"Generating the file took {report['generate_seconds']:.1f} s (not measured). The S3 server runs on the same "
+        "machine and writes to the same disk, so throughput is bounded by local CPU and disk, not by a network. "
+        f"boto3 {env['boto3']}.",
+        "",
+    ]
+    lines += provenance_markdown(report["provenance"], env)
+    lines += [
+        "## Every run",
+        "",
         "| round | mode | wall | upload | peak RSS |",
         "| ---: | --- | ---: | ---: | ---: |",
     ]
@@ -206,14 +215,7 @@ def to_markdown(report: dict[str, Any]) -> str:
             f"| {r['round'] or 'warm-up'} | {r['mode']} | {r['seconds']:.2f} s | {r['upload_seconds']:.2f} s "
             f"| {r['peak_rss_mb']:,.0f} MB |"
         )
-    lines += [
-        "",
-        f"Generating the file took {report['generate_seconds']:.1f} s (not measured). The S3 server runs on the same "
-        "machine and writes to the same disk, so throughput is bounded by local CPU and disk, not by a network. "
-        f"boto3 {env['boto3']}.",
-        "",
-    ]
-    lines += provenance_markdown(report["provenance"], env)
+    lines.append("")
     return "\n".join(lines)
 
 

@@ -23,8 +23,9 @@ working tree's history and index, for the tests that read them) and its own pyte
 the tests keep their stacks' state. The tests start their servers on ports the kernel hands out (tests/conftest.py's
 ``free_port`` binds port 0), as ``make test``'s parallel workers do: two workers get the same port only if the kernel
 hands it out twice within a moment, and then the second server's start fails with "port ... is already in use",
-which the runner reports as an error, never as a kill. Servers a test run leaves behind are stopped after it (by
-their pid: those whose command line or working directory is in the worker's directory).
+which the runner does not count as a kill: it runs that mutation's tests once more (on other ports), and only a
+failure that happens again counts. Servers a test run leaves behind are stopped after it (by their pid: those
+whose command line or working directory is in the worker's directory).
 """
 
 from __future__ import annotations
@@ -397,7 +398,10 @@ def listed(nodeid: str, tests: tuple[str, ...] | list[str]) -> bool:
     return any(nodeid == t or nodeid.startswith((t + "::", t + "[")) for t in tests)
 
 
-def judge(m: Mutation, run: Run) -> Outcome:
+def judge(m: Mutation, run: Run, retried: bool = False) -> Outcome:
+    """The outcome of a mutation's test run. A server that could not start because its port was in use is an error
+    (the kernel handed the port out twice), unless it happened again on a second run (``retried``): then the break
+    itself keeps the server from starting, and the failure counts."""
     bad = {n: [k for k in ks if k != "passed" and k != "skipped"] for n, ks in run.outcomes.items()}
     bad = {n: ks for n, ks in bad.items() if ks}
     timeouts = [n for n in bad if "Timeout" in run.messages.get(n, "") and "pytest-timeout" in run.messages.get(n, "")]
@@ -409,7 +413,7 @@ def judge(m: Mutation, run: Run) -> Outcome:
         return Outcome(m, "survived", seconds=run.seconds, log=run.log)
     if run.returncode == 1:
         for nodeid, kinds in bad.items():
-            if "is already in use" in run.messages.get(nodeid, ""):  # a port the kernel handed out twice
+            if not retried and "is already in use" in run.messages.get(nodeid, ""):
                 return Outcome(m, "error", detail=f"port collision in {nodeid}", seconds=run.seconds, log=run.log)
             if listed(nodeid, m.tests):
                 how = "" if kinds[0] == "failed" else f" ({kinds[0]})"
@@ -628,9 +632,12 @@ def main(argv: list[str] | None = None) -> int:
                 tests = in_module_order(m.tests, w.copy)
                 with contextlib.nullcontext() if args.unbroken else applied(w.copy, m):
                     run = w.pytest(tests, log, m.timeout or args.timeout, stop, x=True)
+                    o = judge(m, run)
+                    if o.detail.startswith("port collision") and not stop.is_set():  # once more, on other ports
+                        run = w.pytest(tests, log, m.timeout or args.timeout, stop, x=True)
+                        o = judge(m, run, retried=True)
                 if stop.is_set():
                     return
-                o = judge(m, run)
                 if args.unbroken:  # passing is what is expected here
                     o.result = {"survived": "passed", "killed": "FAILED"}.get(o.result, o.result)
                 outcomes.append(o)
