@@ -177,6 +177,7 @@ def test_a_failed_load_is_not_retried_although_the_task_has_retries(airflow_env:
     """Rejected rows over the limit fail the load task at once, retries or not (a retry would load nothing new and
     fail the same way), and no dbt task runs."""
     landing = Path(airflow_env["NETFLIX_ELT_LANDING_DIR"])
+    landing.mkdir(parents=True, exist_ok=True)  # this test may run alone
     bad = "userId,movieId,rating,timestamp\n" + "".join(f"9,{i},oops,1700000000\n" for i in range(1, 11))
     (landing / "ratings_20231020.csv").write_text(bad + "9,11,4.0,1700000000\n")
     retrying = {**airflow_env, "NETFLIX_ELT_TASK_RETRIES": "2", "NETFLIX_ELT_TASK_RETRY_DELAY": "1"}
