@@ -335,7 +335,29 @@ def serve(settings: Settings, port: int, env: Mapping[str, str]) -> int:
     make_private(passwords)
     password = json.loads(passwords.read_text())[ADMIN_USER]
     base_url = f"http://127.0.0.1:{port}"
-    serve_env = {
+    serve_env = standalone_env(env, port, passwords)
+    print(f"Airflow UI: {base_url}  (user {ADMIN_USER}, password {password}; kept in {passwords})")
+    print(
+        f"DAG {DAG_ID}: press Trigger (tick 'Unpause on trigger') to run it on "
+        f"{'the local stack' if is_local() else 'the configured account'}; Ctrl-C stops Airflow."
+    )
+    sys.stdout.flush()
+    proc = subprocess.Popen([_airflow_bin(), "standalone"], env=serve_env, start_new_session=True)
+    try:
+        return proc.wait()
+    except KeyboardInterrupt:
+        return _stop(proc)
+    finally:
+        if proc.poll() is None:
+            _stop(proc)
+
+
+def standalone_env(env: Mapping[str, str], port: int, passwords: Path) -> dict[str, str]:
+    """The environment of ``airflow standalone``: ``env`` with every component on 127.0.0.1 (the API server and UI
+    at ``port``, the log servers, the scheduler's health check), the simple auth manager's admin whose password is
+    kept in ``passwords``, and this environment's ``airflow`` first on PATH."""
+    base_url = f"http://127.0.0.1:{port}"
+    return {
         **env,
         "AIRFLOW__API__HOST": "127.0.0.1",
         "AIRFLOW__API__PORT": str(port),
@@ -353,20 +375,6 @@ def serve(settings: Settings, port: int, env: Mapping[str, str]) -> int:
         # standalone starts its components as `airflow ...` from PATH: this environment's
         "PATH": os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")]),
     }
-    print(f"Airflow UI: {base_url}  (user {ADMIN_USER}, password {password}; kept in {passwords})")
-    print(
-        f"DAG {DAG_ID}: press Trigger (tick 'Unpause on trigger') to run it on "
-        f"{'the local stack' if is_local() else 'the configured account'}; Ctrl-C stops Airflow."
-    )
-    sys.stdout.flush()
-    proc = subprocess.Popen([_airflow_bin(), "standalone"], env=serve_env, start_new_session=True)
-    try:
-        return proc.wait()
-    except KeyboardInterrupt:
-        return _stop(proc)
-    finally:
-        if proc.poll() is None:
-            _stop(proc)
 
 
 def _stop(proc: subprocess.Popen[bytes]) -> int:

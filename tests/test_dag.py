@@ -101,9 +101,21 @@ def sql(env: dict[str, str], query: str) -> list[tuple[Any, ...]]:
         return list(cur.fetchall())
 
 
-def test_dag_shape(airflow_env: dict[str, str]) -> None:
+@pytest.fixture(scope="module")
+def parse_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """What parsing the DAG needs, as `netflix-elt run` sets it up: the environment of a local stack (not started:
+    parsing connects to nothing) and the dbt manifest the DAG renders its task group from."""
+    root = tmp_path_factory.mktemp("dag-parse")
+    stack = make_stack(root / "stack")
+    env = orchestrate.airflow_env(stack.settings, landing=root / "landing")
+    env["NETFLIX_ELT_DBT_MANIFEST"] = str(root / "dbt-target" / "manifest.json")
+    orchestrate.ensure_manifest(env)
+    return env
+
+
+def test_dag_shape(parse_env: dict[str, str]) -> None:
     defaults = {
-        k: v for k, v in airflow_env.items() if k not in {"NETFLIX_ELT_TASK_RETRIES", "NETFLIX_ELT_TASK_RETRY_DELAY"}
+        k: v for k, v in parse_env.items() if k not in {"NETFLIX_ELT_TASK_RETRIES", "NETFLIX_ELT_TASK_RETRY_DELAY"}
     }
     proc = subprocess.run(
         [sys.executable, "-c", SHAPE, str(REPO / "dags")], env=defaults, capture_output=True, text=True, timeout=300
@@ -193,6 +205,41 @@ def test_a_failed_load_is_not_retried_although_the_task_has_retries(airflow_env:
     assert result.log is not None
     reason = [line for line in result.log.read_text().splitlines() if "load rejected 10 of 11 rows" in line]
     assert reason and "NETFLIX_ELT_MAX_REJECTED_SHARE" in reason[0], result.log
+
+
+UPLOAD_TASK = """
+import json, sys
+from airflow.dag_processing.dagbag import DagBag
+bag = DagBag(dag_folder=sys.argv[1])
+task = bag.dags["full_netflix_pipeline"].get_task("upload_landed_files")
+print(json.dumps({"keys": task.python_callable()}))
+"""
+
+
+def test_the_upload_task_returns_the_keys_of_new_content_only(airflow_env: dict[str, str]) -> None:
+    """The DAG's upload task (its own function, run outside the scheduler): every landing file the first time, then
+    nothing, then only a daily file added since; the load task gets these keys."""
+    landing = Path(airflow_env["_ROOT"]) / "upload-task-landing"
+    env = {**airflow_env, "NETFLIX_ELT_LANDING_DIR": str(landing)}
+    generate_daily(landing, dt.date(2023, 12, 1), scale="tiny", seed=12)
+
+    def upload_task() -> list[str]:
+        proc = subprocess.run(
+            [sys.executable, "-c", UPLOAD_TASK, str(REPO / "dags")],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+            cwd=REPO,
+        )
+        assert proc.stdout.strip(), proc.stderr[-3000:]
+        return list(json.loads(proc.stdout.strip().splitlines()[-1])["keys"])
+
+    first = upload_task()
+    assert sorted(k.split("/")[-1] for k in first) == sorted(p.name for p in landing.iterdir()), first
+    assert upload_task() == []
+    (landing / "ratings_20231202.csv").write_text("userId,movieId,rating,timestamp\n12,1,4.5,1701475200\n")
+    assert [k.split("/")[-1] for k in upload_task()] == ["ratings_20231202.csv"]
 
 
 OPERATOR = """

@@ -204,3 +204,32 @@ def test_a_load_that_commits_after_a_later_stamped_load_was_transformed_reaches_
     )[0]
     assert in_genre == 1
     incremental_equals_full_refresh(project)
+
+
+def test_a_load_still_in_progress_is_transformed_only_once_it_has_finished(project: Project, tmp_path: Path) -> None:
+    """A CALL's COPY commits before the CALL has finished with the file (its out-of-contract rows leave RAW after
+    it, and the tracking row says LOADING until then). A build in that moment leaves the load for a later build, which
+    takes the rows the finished load left, and only those."""
+    user = project.sql("SELECT MIN(USER_ID) FROM RAW.RATINGS")[0][0]
+    m1, m2 = (r[0] for r in project.sql("SELECT MOVIE_ID FROM CORE.DIM_MOVIES ORDER BY 1 LIMIT 2"))
+    kept, removed = (user, m1, 1_800_000_300), (user, m2, 1_800_000_400)
+    write_csv(
+        tmp_path / "landing" / "ratings_20261103.csv",
+        "ratings",
+        [(kept[0], kept[1], 2.5, kept[2]), (removed[0], removed[1], 3.5, removed[2])],
+    )
+    load = load_at(project, tmp_path / "landing", "2026-11-03 10:00:00")["load_id"]
+    # the CALL's state between its COPY's commit and the end of its work on the file
+    project.sql(f"UPDATE RAW.LOAD_TRACKING SET STATUS = 'LOADING' WHERE LOAD_ID = '{load}'")
+    project.build()
+    assert project.sql(f"SELECT COUNT(*) FROM CORE.INT_LOAD_BATCHES WHERE LOAD_ID = '{load}'") == [(0,)]
+    assert missing_events(project, load) == 2  # none of its rows in the facts yet
+    # the CALL finishes: one of its rows leaves RAW (as an out-of-contract row does), the file is LOADED
+    project.sql(
+        f"DELETE FROM RAW.RATINGS WHERE LOAD_ID = '{load}' AND MOVIE_ID = {removed[1]} AND EPOCH_SECONDS = {removed[2]}"
+    )
+    project.sql(f"UPDATE RAW.LOAD_TRACKING SET STATUS = 'LOADED' WHERE LOAD_ID = '{load}'")
+    project.build()
+    assert rating_of(project, *kept) == (2.5, load)
+    assert rating_of(project, *removed) is None
+    incremental_equals_full_refresh(project)

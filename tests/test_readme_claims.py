@@ -466,3 +466,26 @@ def test_the_main_pins_are_the_locked_and_installed_versions() -> None:
             f"README pins {name} {version}, requirements.lock {locked.get(name)}"
         )
         assert importlib.metadata.version(name) == version, f"{name} installed is not the locked {version}"
+
+
+def test_make_airflow_starts_every_airflow_component_on_127_0_0_1(tmp_path: Path) -> None:
+    """The environment `make airflow` gives `airflow standalone`: the API server (UI and REST API) on 127.0.0.1 at
+    the chosen port, the URLs its components reach it by on 127.0.0.1, the scheduler's health check on 127.0.0.1 and
+    the log servers found by the loopback host name (tests/test_airflow_ui.py checks the sockets of a running one)."""
+    from urllib.parse import urlsplit
+
+    from netflix_elt import orchestrate
+
+    env = orchestrate.standalone_env({"PATH": "/usr/bin", "AIRFLOW_HOME": str(tmp_path)}, 8123, tmp_path / "pw.json")
+    assert (env["AIRFLOW__API__HOST"], env["AIRFLOW__API__PORT"]) == ("127.0.0.1", "8123")
+    for name in ("AIRFLOW__API__BASE_URL", "AIRFLOW__CORE__EXECUTION_API_SERVER_URL"):
+        url = urlsplit(env[name])
+        assert (url.scheme, url.hostname, url.port) == ("http", "127.0.0.1", 8123), (name, env[name])
+    assert env["AIRFLOW__SCHEDULER__SCHEDULER_HEALTH_CHECK_SERVER_HOST"] == "127.0.0.1"
+    # the host name callable, from the airflow_local_settings.py `make airflow` writes into Airflow's home
+    module, function = env["AIRFLOW__CORE__HOSTNAME_CALLABLE"].rsplit(".", 1)
+    orchestrate.write_local_settings(env)
+    namespace: dict[str, Any] = {"__name__": module}
+    exec((tmp_path / "config" / f"{module}.py").read_text(), namespace)
+    assert namespace[function]() == "127.0.0.1"
+    assert env["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE"] == str(tmp_path / "pw.json")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import stat
 import subprocess
 import sys
 import uuid
@@ -14,7 +15,7 @@ import pytest
 
 from netflix_elt.generate import generate
 from netflix_elt.stack import LocalStack
-from tests.conftest import REPO
+from tests.conftest import REPO, make_stack
 
 HOOK = Path(sys.executable).parent / "detect-secrets-hook"
 
@@ -74,3 +75,28 @@ def test_a_refused_s3_secret_is_never_printed(stack: LocalStack, tmp_path: Path)
     assert result.returncode != 0
     assert "access denied" in output.lower() or "signature" in output.lower(), output
     assert secret not in output
+
+
+def test_the_generated_credentials_are_never_readable_by_others_not_even_while_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With a umask that lets everyone read new files, the credentials file is private from its first byte: its mode
+    is seen while it is written (when it is flushed to disk), not only after ``up`` has fixed what it found."""
+    modes: list[int] = []
+    fsync = os.fsync
+
+    def watched(fd: int) -> None:
+        modes.append(stat.S_IMODE(os.fstat(fd).st_mode))
+        fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", watched)
+    umask = os.umask(0)
+    try:
+        stack = make_stack(tmp_path / "stack")
+        creds = stack.credentials()
+    finally:
+        os.umask(umask)
+    assert modes == [0o600]
+    assert stat.S_IMODE(stack.credentials_file.stat().st_mode) == 0o600
+    assert stat.S_IMODE(stack.root.stat().st_mode) == 0o700
+    assert set(creds) == {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "SNOWFLAKE_PASSWORD"}

@@ -49,6 +49,11 @@ def test_cli_up_status_down(cli_env: dict[str, str]) -> None:
         status = cli(cli_env, "status")
         assert status.stdout.count("running") == 2, status.stdout
         assert cli_env["NETFLIX_ELT_SNOWFLAKE_PORT"] in status.stdout
+        # the state is where NETFLIX_ELT_STACK_DIR says, not in the working directory's .stack
+        state = Path(cli_env["NETFLIX_ELT_STACK_DIR"])
+        assert state.is_dir(), f"no stack state in {state}"
+        assert {p.name for p in state.iterdir()} >= {"credentials.env", "s3", "snowflake", "s3.pid", "logs"}
+        assert not (Path(cli_env["CWD"]) / ".stack").exists()
         again = cli(cli_env, "up")  # idempotent
         assert again.returncode == 0
     finally:

@@ -6,7 +6,8 @@ of the working tree and runs its ``tests`` there with the repository's .venv pyt
 so the copy's netflix_elt, uploader, snowflake/emulator, snowflake/procedures, migrations, dbt project, DAG and
 tests are the ones that run (the emulator a test starts and the procedure it deploys included). A break is
 
-- killed: pytest exits 1 with one of the listed tests failed (or errored in its setup or teardown);
+- killed: pytest exits 1 with one of the listed tests failed (or errored in its setup or teardown; a server that
+  "did not start" in the setup, or found its port taken, counts only if it happens again when run once more);
 - survived: pytest exits 0: the listed tests pass on the broken code;
 - error: anything else (a collection error, a usage error, a timeout): the break proves nothing either way.
 
@@ -34,6 +35,7 @@ import argparse
 import contextlib
 import dataclasses
 import importlib.util
+import itertools
 import os
 import queue
 import re
@@ -239,6 +241,9 @@ def git_repository(copy: Path) -> None:
         shutil.copy2(source / "index", copy / ".git" / "index")
 
 
+_APPLIED = itertools.count(1)
+
+
 @contextlib.contextmanager
 def applied(copy: Path, m: Mutation) -> Iterator[None]:
     """The mutation applied to the copy, then the file restored (bytes and modification time)."""
@@ -250,6 +255,10 @@ def applied(copy: Path, m: Mutation) -> Iterator[None]:
         raise Invalid(f"{m.id}: its find text occurs {text.count(m.find)} times in {m.file} of the copy")
     try:
         target.write_bytes(text.replace(m.find, m.replace).encode("utf-8"))
+        # a modification time of its own (whole seconds later than the original's, as bytecode records them): the
+        # bytecode compiled from another break of the same size is never taken for this one's
+        later = stat.st_mtime_ns + next(_APPLIED) * 1_000_000_000
+        os.utime(target, ns=(stat.st_atime_ns, later))
         yield
     finally:
         target.write_bytes(original)
@@ -280,7 +289,11 @@ class Worker:
     def env(self) -> dict[str, str]:
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join([str(self.copy), *filter(None, [env.get("PYTHONPATH")])])
-        env["PYTHONDONTWRITEBYTECODE"] = "1"  # no stale bytecode of a broken file survives its restore
+        # bytecode is kept between runs (each Python process of a run would compile the copy's modules again): a
+        # .pyc is used only while its source has the modification time (in whole seconds) and size it was compiled
+        # from; each break gets a modification time of its own and its restore the original one (see applied), so
+        # no bytecode of one version of a file is used for another
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
         for name in ("PYTEST_ADDOPTS", "NETFLIX_ELT_STACK_DIR", "AIRFLOW_HOME", "VIRTUAL_ENV"):
             env.pop(name, None)
         return env
@@ -400,8 +413,9 @@ def listed(nodeid: str, tests: tuple[str, ...] | list[str]) -> bool:
 
 def judge(m: Mutation, run: Run, retried: bool = False) -> Outcome:
     """The outcome of a mutation's test run. A server that could not start because its port was in use is an error
-    (the kernel handed the port out twice), unless it happened again on a second run (``retried``): then the break
-    itself keeps the server from starting, and the failure counts."""
+    (the kernel handed the port out twice), and so is a listed test that errored in its setup (a fixture's server
+    too slow to start on a busy machine), unless it happened again on a second run (``retried``): then the break
+    itself is what the setup trips on, and the failure counts."""
     bad = {n: [k for k in ks if k != "passed" and k != "skipped"] for n, ks in run.outcomes.items()}
     bad = {n: ks for n, ks in bad.items() if ks}
     timeouts = [n for n in bad if "Timeout" in run.messages.get(n, "") and "pytest-timeout" in run.messages.get(n, "")]
@@ -416,6 +430,9 @@ def judge(m: Mutation, run: Run, retried: bool = False) -> Outcome:
             if not retried and "is already in use" in run.messages.get(nodeid, ""):
                 return Outcome(m, "error", detail=f"port collision in {nodeid}", seconds=run.seconds, log=run.log)
             if listed(nodeid, m.tests):
+                if not retried and kinds[0] == "setup error":
+                    return Outcome(m, "error", detail=f"setup error in {nodeid}: {run.messages.get(nodeid, '')}",
+                                   seconds=run.seconds, log=run.log)  # fmt: skip
                 how = "" if kinds[0] == "failed" else f" ({kinds[0]})"
                 return Outcome(m, "killed", killed_by=nodeid + how, detail=run.messages.get(nodeid, ""),
                                seconds=run.seconds, log=run.log)  # fmt: skip
@@ -633,7 +650,7 @@ def main(argv: list[str] | None = None) -> int:
                 with contextlib.nullcontext() if args.unbroken else applied(w.copy, m):
                     run = w.pytest(tests, log, m.timeout or args.timeout, stop, x=True)
                     o = judge(m, run)
-                    if o.detail.startswith("port collision") and not stop.is_set():  # once more, on other ports
+                    if o.detail.startswith(("port collision", "setup error")) and not stop.is_set():  # once more
                         run = w.pytest(tests, log, m.timeout or args.timeout, stop, x=True)
                         o = judge(m, run, retried=True)
                 if stop.is_set():
