@@ -421,18 +421,18 @@ def test_failed_file_does_not_lose_the_others(deployed: LocalStack, tmp_path: Pa
     good = upload_to(deployed, _one_file(tmp_path, daily / "ratings_20240726.csv"))
     # a truncated gzip staged by another writer (the uploader itself refuses to upload one), loaded before the
     # ratings file (a CALL loads its files in key order)
-    data = gzip.compress((daily / "movies_20240726.csv").read_bytes())
-    bad_key = contracts.stage_key("movies", "20240726T000000Z", "0" * 64, "movies_20240726.csv.gz")
+    data = gzip.compress((daily / "links_20240726.csv").read_bytes())
+    bad_key = contracts.stage_key("links", "20240726T000000Z", "0" * 64, "links_20240726.csv.gz")
     assert bad_key < good.uploaded_keys[0]
     deployed.s3_client().put_object(
         Bucket=deployed.settings.bucket, Key=deployed.settings.prefix + bad_key, Body=data[: len(data) // 2]
     )
     summary = pipeline.load([bad_key, *good.uploaded_keys])
     by_dataset = {f["dataset"]: f for f in summary["files"]}
-    assert sorted(by_dataset) == ["movies", "ratings"], summary  # the file after the failed one has its result too
+    assert sorted(by_dataset) == ["links", "ratings"], summary  # the file after the failed one has its result too
     assert by_dataset["ratings"]["status"] == "LOADED"
-    assert by_dataset["movies"]["status"] == "FAILED", by_dataset["movies"]
-    assert "decompression" in by_dataset["movies"]["first_error"]
+    assert by_dataset["links"]["status"] == "FAILED", by_dataset["links"]
+    assert "decompression" in by_dataset["links"]["first_error"]
     assert summary["status"] == "FAILED"
     assert bad_key in summary["message"]
     tracked = sql(deployed, f"SELECT STATUS, FIRST_ERROR FROM RAW.LOAD_TRACKING WHERE FILE_KEY = '{bad_key}'")
