@@ -12,13 +12,12 @@ from __future__ import annotations
 
 import ast
 import re
-import tomllib
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import Any
 
 from tests.conftest import REPO
+from tests.mutation import run
 
 CLAIMS = REPO / "docs" / "claims.md"
 MUTATIONS = REPO / "tests" / "mutation" / "mutations.toml"
@@ -26,7 +25,6 @@ README = REPO / "README.md"
 
 HEADER = ["id", "README section", "promise", "proven by"]
 CLAIM_ID = re.compile(r"C\d{2,3}")
-MUTATION_ID = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")
 
 
 # -- test node ids -----------------------------------------------------------------------------------------------------
@@ -152,63 +150,28 @@ def test_every_test_a_claim_names_exists() -> None:
 # -- tests/mutation/mutations.toml ---------------------------------------------------------------------------------------
 
 
-def mutations() -> list[dict[str, Any]]:
-    assert MUTATIONS.is_file(), f"{MUTATIONS.relative_to(REPO)} does not exist: no claim is broken on purpose"
-    data = tomllib.loads(MUTATIONS.read_text(encoding="utf-8"))
-    entries = data.get("mutation")
-    assert isinstance(entries, list) and entries, f"{MUTATIONS.relative_to(REPO)} has no [[mutation]] entries"
-    return entries
-
-
-def _name(mutation: dict[str, Any], index: int) -> str:
-    return f"mutation {mutation.get('id') or f'#{index + 1}'!s}"
+def mutations() -> list[run.Mutation]:
+    """The list `make mutation` reads, read and checked as it reads it (fields, ids, claim ids, find != replace)."""
+    try:
+        return run.load(MUTATIONS)
+    except run.Invalid as e:
+        raise AssertionError(str(e)) from None
 
 
 def test_every_claim_is_broken_by_a_mutation_and_every_mutation_names_real_claims() -> None:
     table = {c.id for c in claims()}
-    problems = []
-    broken: set[str] = set()
-    for i, m in enumerate(mutations()):
-        named = m.get("claims")
-        if not isinstance(named, list) or not named or not all(isinstance(c, str) for c in named):
-            problems.append(f"{_name(m, i)}: 'claims' must be a non-empty list of claim ids")
-            continue
-        problems += [f"{_name(m, i)}: claim {c} is not in docs/claims.md" for c in named if c not in table]
-        broken |= set(named)
-    unbroken = sorted(table - broken, key=lambda c: int(c[1:]))
-    problems += [f"claim {c} is broken by no mutation" for c in unbroken]
+    problems = [f"mutation {m.id}: claim {c} is not in docs/claims.md" for m in mutations() for c in m.claims
+                if c not in table]  # fmt: skip
+    broken = {c for m in mutations() for c in m.claims}
+    problems += [f"claim {c} is broken by no mutation" for c in sorted(table - broken, key=lambda c: int(c[1:]))]
     assert not problems, "\n".join(problems)
 
 
 def test_every_mutation_applies_once_changes_the_code_and_names_existing_tests() -> None:
-    problems = []
-    ids: list[str] = []
-    for i, m in enumerate(mutations()):
-        name = _name(m, i)
-        mid = m.get("id")
-        if not isinstance(mid, str) or not MUTATION_ID.fullmatch(mid):
-            problems.append(f"{name}: 'id' must be kebab-case")
-        else:
-            ids.append(mid)
-        for key in ("file", "find", "replace", "why"):
-            if not isinstance(m.get(key), str) or (key != "replace" and not m[key].strip()):
-                problems.append(f"{name}: '{key}' must be a non-empty string")
-        file, find, replace = m.get("file"), m.get("find"), m.get("replace")
-        if isinstance(file, str) and isinstance(find, str) and find:
-            path = REPO / file
-            if not path.is_file():
-                problems.append(f"{name}: file {file} does not exist")
-            else:
-                count = path.read_text(encoding="utf-8").count(find)
-                if count != 1:
-                    problems.append(f"{name}: its 'find' text occurs {count} times in {file}, not once")
-        if isinstance(find, str) and isinstance(replace, str) and find == replace:
-            problems.append(f"{name}: 'replace' is the same as 'find': nothing is broken")
-        tests = m.get("tests")
-        if not isinstance(tests, list) or not tests or not all(isinstance(t, str) for t in tests):
-            problems.append(f"{name}: 'tests' must be a non-empty list of test node ids")
-            continue
-        problems += [f"{name}: {reason}" for t in tests if (reason := missing_test(t))]
-    repeated = sorted({i for i in ids if ids.count(i) > 1})
-    problems += [f"mutation id {r} is used more than once" for r in repeated]
+    listed = mutations()
+    try:
+        run.check_applicable(listed, REPO)  # its find text occurs exactly once in its file
+    except run.Invalid as e:
+        raise AssertionError(str(e)) from None
+    problems = [f"mutation {m.id}: {reason}" for m in listed for t in m.tests if (reason := missing_test(t))]
     assert not problems, "\n".join(problems)

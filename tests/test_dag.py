@@ -44,7 +44,19 @@ print(json.dumps({
 
 
 @pytest.fixture(scope="module")
-def airflow_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+def parse_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """What parsing the DAG needs, as `netflix-elt run` sets it up: the environment of a local stack (not started:
+    parsing connects to nothing) and the dbt manifest the DAG renders its task group from."""
+    root = tmp_path_factory.mktemp("dag-parse")
+    stack = make_stack(root / "stack")
+    env = orchestrate.airflow_env(stack.settings, landing=root / "landing")
+    env["NETFLIX_ELT_DBT_MANIFEST"] = str(root / "dbt-target" / "manifest.json")
+    orchestrate.ensure_manifest(env)
+    return env
+
+
+@pytest.fixture(scope="module")
+def airflow_env(tmp_path_factory: pytest.TempPathFactory, parse_env: dict[str, str]) -> Iterator[dict[str, str]]:
     """A local stack on free ports with Airflow's home inside it, set up as `netflix-elt run` does: the environment
     (connections to the stack), the metadata database and the dbt manifest."""
     root = tmp_path_factory.mktemp("dag")
@@ -57,7 +69,7 @@ def airflow_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, 
                 "NETFLIX_ELT_STACK_DIR": str(stack.root),
                 "NETFLIX_ELT_S3_PORT": str(stack.s3.port),
                 "NETFLIX_ELT_SNOWFLAKE_PORT": str(stack.snowflake.port),
-                "NETFLIX_ELT_DBT_MANIFEST": str(root / "dbt-target" / "manifest.json"),
+                "NETFLIX_ELT_DBT_MANIFEST": parse_env["NETFLIX_ELT_DBT_MANIFEST"],  # parsed once for the module
                 "NETFLIX_ELT_TASK_RETRIES": "0",
                 "_ROOT": str(root),
             }
@@ -101,27 +113,20 @@ def sql(env: dict[str, str], query: str) -> list[tuple[Any, ...]]:
         return list(cur.fetchall())
 
 
-@pytest.fixture(scope="module")
-def parse_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    """What parsing the DAG needs, as `netflix-elt run` sets it up: the environment of a local stack (not started:
-    parsing connects to nothing) and the dbt manifest the DAG renders its task group from."""
-    root = tmp_path_factory.mktemp("dag-parse")
-    stack = make_stack(root / "stack")
-    env = orchestrate.airflow_env(stack.settings, landing=root / "landing")
-    env["NETFLIX_ELT_DBT_MANIFEST"] = str(root / "dbt-target" / "manifest.json")
-    orchestrate.ensure_manifest(env)
-    return env
+def python_json(code: str, env: dict[str, str], *args: str) -> dict[str, Any]:
+    """Run ``code`` with ``python -c`` in ``env`` (from the repository, with ``args``): the JSON object it prints last."""
+    proc = subprocess.run(
+        [sys.executable, "-c", code, *args], env=env, capture_output=True, text=True, timeout=600, cwd=REPO
+    )
+    assert proc.stdout.strip(), proc.stderr[-3000:]
+    return dict(json.loads(proc.stdout.strip().splitlines()[-1]))
 
 
 def test_dag_shape(parse_env: dict[str, str]) -> None:
     defaults = {
         k: v for k, v in parse_env.items() if k not in {"NETFLIX_ELT_TASK_RETRIES", "NETFLIX_ELT_TASK_RETRY_DELAY"}
     }
-    proc = subprocess.run(
-        [sys.executable, "-c", SHAPE, str(REPO / "dags")], env=defaults, capture_output=True, text=True, timeout=300
-    )
-    assert proc.stdout.strip(), proc.stderr[-3000:]
-    shape = json.loads(proc.stdout.strip().splitlines()[-1])
+    shape = python_json(SHAPE, defaults, str(REPO / "dags"))
     assert "import_errors" not in shape, shape
     tasks = shape["tasks"]
     assert tasks["upload_landed_files"] == ["run_db_raw_ingestion"]
@@ -224,16 +229,7 @@ def test_the_upload_task_returns_the_keys_of_new_content_only(airflow_env: dict[
     generate_daily(landing, dt.date(2023, 12, 1), scale="tiny", seed=12)
 
     def upload_task() -> list[str]:
-        proc = subprocess.run(
-            [sys.executable, "-c", UPLOAD_TASK, str(REPO / "dags")],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=600,
-            cwd=REPO,
-        )
-        assert proc.stdout.strip(), proc.stderr[-3000:]
-        return list(json.loads(proc.stdout.strip().splitlines()[-1])["keys"])
+        return list(python_json(UPLOAD_TASK, env, str(REPO / "dags"))["keys"])
 
     first = upload_task()
     assert sorted(k.split("/")[-1] for k in first) == sorted(p.name for p in landing.iterdir()), first
@@ -282,16 +278,7 @@ def test_load_operator_runs_the_call_with_autocommit_on(airflow_env: dict[str, s
         keys[day] = report.uploaded_keys
 
     def operate(files: list[str], autocommit: str) -> dict[str, Any]:
-        proc = subprocess.run(
-            [sys.executable, "-c", OPERATOR, json.dumps(files), autocommit],
-            env=airflow_env,
-            capture_output=True,
-            text=True,
-            timeout=600,
-            cwd=REPO,
-        )
-        assert proc.stdout.strip(), proc.stderr[-3000:]
-        return dict(json.loads(proc.stdout.strip().splitlines()[-1]))
+        return python_json(OPERATOR, airflow_env, json.dumps(files), autocommit)
 
     done = operate(keys[dt.date(2023, 11, 1)], "on")
     assert "summary" in done, done

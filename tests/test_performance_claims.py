@@ -19,8 +19,8 @@ import subprocess
 from pathlib import Path
 
 from tests.conftest import REPO
+from tests.test_readme_claims import readme_section
 
-SECTION = "## Performance"
 # Text in the section that holds digits but is no measured figure. Each entry must occur in the section, so that
 # the list cannot outlive what it excuses.
 NOT_FIGURES = {
@@ -38,13 +38,6 @@ COMMIT_MEASURED = re.compile(r"Commit measured: `([0-9a-f]{40})`")
 FIGURE = re.compile(r"(?<![\w.])(\d+(?:,\d{3})*(?:\.\d+)?)(x\b| s\b| MB/s| MB\b| GB\b| GiB\b|%)?")
 
 
-def performance_section() -> str:
-    text = (REPO / "README.md").read_text(encoding="utf-8")
-    start = text.index(f"\n{SECTION}\n")
-    end = text.find("\n## ", start + len(SECTION) + 2)
-    return text[start : end if end != -1 else len(text)]
-
-
 def figures(text: str) -> list[tuple[str, str]]:
     """(number, unit) pairs, unit '' when none follows the number."""
     return [(m[1], (m[2] or "").strip()) for m in FIGURE.finditer(text)]
@@ -55,7 +48,7 @@ def git(*args: str) -> str:
 
 
 def test_every_readme_performance_figure_is_in_a_results_file_that_names_its_commit() -> None:
-    section = performance_section()
+    section = readme_section("Performance")
 
     # the results files the section names: tracked by git, each naming a commit of this checkout's history
     names = sorted(set(RESULTS_FILE.findall(section)))
