@@ -335,7 +335,9 @@ def serve(settings: Settings, port: int, env: Mapping[str, str]) -> int:
     make_private(passwords)
     password = json.loads(passwords.read_text())[ADMIN_USER]
     serve_env = standalone_env(env, port, passwords)
-    print(f"Airflow UI: {serve_env['AIRFLOW__API__BASE_URL']}  (user {ADMIN_USER}, password {password}; kept in {passwords})")
+    print(
+        f"Airflow UI: {serve_env['AIRFLOW__API__BASE_URL']}  (user {ADMIN_USER}, password {password}; kept in {passwords})"
+    )
     print(
         f"DAG {DAG_ID}: press Trigger (tick 'Unpause on trigger') to run it on "
         f"{'the local stack' if is_local() else 'the configured account'}; Ctrl-C stops Airflow."
