@@ -180,10 +180,9 @@ def target_stack(
 @pytest.fixture(scope="module")
 def deployed_stack(target_stack: LocalStack) -> LocalStack:
     """:func:`target_stack` with the migrations applied."""
-    from netflix_elt import pipeline
+    from tests import snapshots
 
-    proc = pipeline.deploy(target_stack.settings, quiet=True)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
+    snapshots.deploy(target_stack)
     return target_stack
 
 

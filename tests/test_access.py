@@ -31,6 +31,7 @@ from snowflake.connector.errors import DatabaseError, ProgrammingError
 from netflix_elt import pipeline, transform
 from netflix_elt.generate import generate
 from netflix_elt.stack import EMULATOR_USER, LocalStack
+from tests import snapshots
 from tests.conftest import REPO, free_port, make_stack, point_at
 from uploader import upload
 
@@ -107,8 +108,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     point_at(stack, mp)
     stack.up()
     try:
-        deployed = pipeline.deploy(stack.settings, quiet=True)
-        assert deployed.returncode == 0, deployed.stdout + deployed.stderr
+        snapshots.deploy(stack)
         site = Site(stack, root)
         for user, role in (
             (LOADER, "NETFLIX_LOADER"),

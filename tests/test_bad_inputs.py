@@ -30,8 +30,9 @@ from typing import Any
 import pytest
 import snowflake.connector.errors
 
-from netflix_elt import contracts, pipeline
+from netflix_elt import contracts
 from netflix_elt.stack import LocalStack
+from tests import snapshots
 from tests.conftest import REPO, make_stack
 from uploader import UploadError, UploadReport, index_key, upload
 
@@ -328,8 +329,7 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
     stack = make_stack(tmp_path_factory.mktemp("bad-inputs-stack"))
     stack.up()
     try:
-        deployed = pipeline.deploy(stack.settings, quiet=True)
-        assert deployed.returncode == 0, deployed.stdout + deployed.stderr
+        snapshots.deploy(stack)
         yield Env(stack, state_dir)
     finally:
         stack.down()

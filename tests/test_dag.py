@@ -15,9 +15,10 @@ from typing import Any
 
 import pytest
 
-from netflix_elt import orchestrate, pipeline
+from netflix_elt import orchestrate
 from netflix_elt.generate import generate_daily
 from netflix_elt.stack import LocalStack
+from tests import snapshots
 from tests.conftest import REPO, make_stack
 
 pytestmark = pytest.mark.slow(minutes=5)
@@ -62,7 +63,8 @@ def airflow_env(tmp_path_factory: pytest.TempPathFactory, parse_env: dict[str, s
     root = tmp_path_factory.mktemp("dag")
     stack = make_stack(root / "stack")
     stack.up()
-    try:
+
+    def airflow_env() -> dict[str, str]:
         env = orchestrate.airflow_env(stack.settings, landing=root / "landing")
         env.update(
             {
@@ -74,13 +76,17 @@ def airflow_env(tmp_path_factory: pytest.TempPathFactory, parse_env: dict[str, s
                 "_ROOT": str(root),
             }
         )
+        return env
+
+    try:
         saved = dict(os.environ)
-        os.environ.update(env)
+        os.environ.update(airflow_env())
         try:
-            assert pipeline.deploy(stack.settings, quiet=True).returncode == 0
+            snapshots.deploy(stack)
         finally:
             os.environ.clear()
             os.environ.update(saved)
+        env = airflow_env()  # the credentials the stack was deployed with
         orchestrate.ensure_metadata_db(env)
         orchestrate.ensure_manifest(env)
         yield env

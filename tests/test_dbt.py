@@ -26,6 +26,7 @@ import sqlglot
 from netflix_elt import pipeline, transform
 from netflix_elt.generate import generate, generate_daily
 from netflix_elt.stack import LocalStack
+from tests import snapshots
 from tests.conftest import make_stack
 from uploader import upload
 
@@ -109,8 +110,7 @@ def _project(root: Path, landing: Path) -> Iterator[Project]:
     stack = make_stack(root / "stack")
     stack.up()
     try:
-        deployed = pipeline.deploy(stack.settings, quiet=True)
-        assert deployed.returncode == 0, deployed.stdout + deployed.stderr
+        snapshots.deploy(stack)
         project = Project(stack, root)
         project.upload_and_load(landing)
         yield project

@@ -25,6 +25,7 @@ import pytest
 
 from netflix_elt import contracts, pipeline
 from netflix_elt.generate import generate, generate_daily
+from tests import snapshots
 from tests.conftest import make_stack, upload_to
 from tests.test_dbt import INCREMENTAL_TABLES, Project, _rows, local_only  # noqa: F401 - local_only: fixture
 
@@ -44,8 +45,7 @@ def project(tmp_path_factory: pytest.TempPathFactory, local_only: None) -> Itera
     stack = make_stack(root / "stack")
     stack.up()
     try:
-        deployed = pipeline.deploy(stack.settings, quiet=True)
-        assert deployed.returncode == 0, deployed.stdout + deployed.stderr
+        snapshots.deploy(stack)
         project = Project(stack, root)
         generate(root / "landing", scale="tiny")
         load_at(project, root / "landing", BEFORE_DST_END)

@@ -11,8 +11,14 @@ tests are the ones that run (the emulator a test starts and the procedure it dep
 - survived: pytest exits 0: the listed tests pass on the broken code;
 - error: anything else (a collection error, a usage error, a timeout): the break proves nothing either way.
 
-Before the breaks, a baseline run of every listed test on the unbroken copy must pass with none skipped: a test that
-fails or skips without a break cannot show that it catches one. The run exits 1 if a break survived or errored.
+A baseline run of every listed test on the unbroken copy (one pytest run per test module) must pass with none skipped:
+a test that fails or skips without a break cannot show that it catches one. The baseline's modules and the breaks
+share one queue, longest first, so that the workers finish together; if a module's baseline fails, no kill counts.
+The run exits 1 if the baseline failed or a break survived or errored.
+
+Tests that deploy the migrations take them from a snapshot of an earlier deploy of the same code when there is one
+(tests/snapshots.py; the runner gives every worker one folder of snapshots): only a break that changes what the
+versioned scripts read applies them all again; a break in a procedure is deployed by schemachange as on any deploy.
 
     .venv/bin/python tests/mutation/run.py [--all] [--only ID ...] [--workers N] [--list] [--no-baseline] [--timeout S]
 
@@ -50,6 +56,7 @@ import tomllib
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[2]
 MUTATIONS = Path(__file__).resolve().parent / "mutations.toml"
@@ -296,6 +303,9 @@ class Worker:
         env.pop("PYTHONDONTWRITEBYTECODE", None)
         for name in ("PYTEST_ADDOPTS", "NETFLIX_ELT_STACK_DIR", "AIRFLOW_HOME", "VIRTUAL_ENV"):
             env.pop(name, None)
+        # deployed stacks from a snapshot of an earlier deploy of the same code (tests/snapshots.py), one folder for
+        # every worker: a break that changes nothing the migrations read skips re-applying them
+        env["NETFLIX_ELT_TEST_SNAPSHOTS"] = str(self.dir.parent / "snapshots")
         return env
 
     def pytest(
@@ -472,18 +482,20 @@ def module_minutes(tree: Path, module: str) -> float:
     return float(found.group(1)) if found else 0.5
 
 
-def split_by_module(tests: list[str], n: int, tree: Path) -> list[list[str]]:
-    """The tests in at most n groups of whole modules (a module's tests share its fixtures), the costliest modules
-    first, each to the group with the least cost so far."""
+def baseline_jobs(tests: list[str], tree: Path) -> list[tuple[float, str, list[str]]]:
+    """The baseline as one job per test module (a module's tests share its fixtures): (estimated seconds, module,
+    its listed tests in the order pytest runs them)."""
     modules: dict[str, list[str]] = {}
-    for t in tests:
+    for t in in_module_order(tests, tree):
         modules.setdefault(t.split("::", 1)[0], []).append(t)
-    groups: list[tuple[list[float], list[str]]] = [([0.0], []) for _ in range(n)]
-    for module, ts in sorted(modules.items(), key=lambda kv: module_minutes(tree, kv[0]), reverse=True):
-        cost, group = min(groups, key=lambda g: g[0][0])
-        cost[0] += module_minutes(tree, module)
-        group.extend(ts)
-    return [g for _, g in groups if g]
+    return [(module_minutes(tree, module) * 60, module, ts) for module, ts in modules.items()]
+
+
+def estimate(m: Mutation, tree: Path) -> float:
+    """A break's estimated seconds, to start the long ones first: a slow one costs what its costliest module does,
+    another a quarter of that (its tests stop at the first failure, most within seconds of their fixtures)."""
+    minutes = max(module_minutes(tree, t.split("::", 1)[0]) for t in m.tests)
+    return minutes * 60 * (1.0 if m.slow else 0.25)
 
 
 class Printer:
@@ -499,38 +511,16 @@ def short(nodeid: str) -> str:
     return nodeid.removeprefix("tests/")
 
 
-def run_baseline(workers: list[Worker], tests: list[str], logs: Path, stop: threading.Event, say: Printer) -> bool:
-    groups = split_by_module(tests, len(workers), workers[0].copy)
-    say(f"baseline: the {len(tests)} listed test(s), unbroken, in {len(groups)} group(s) of whole modules ...")
-    results: list[tuple[list[str], Run]] = []
-
-    def go(w: Worker, group: list[str]) -> None:
-        results.append((group, w.pytest(group, logs / f"baseline-{w.index}.log", 3600, stop, x=False)))
-
-    threads = [threading.Thread(target=go, args=(w, g), daemon=True) for w, g in zip(workers, groups, strict=False)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        while t.is_alive():
-            t.join(0.2)
-    ok = True
-    for group, run in results:
-        found = {t: [n for n in run.outcomes if listed(n, [t])] for t in group}
-        problems = [f"{t}: not collected" for t, ns in found.items() if not ns]
-        for nodeid, kinds in run.outcomes.items():
-            for kind in kinds:
-                if kind != "passed":
-                    problems.append(f"{nodeid}: {kind}: {run.messages.get(nodeid, '')}"[:300])
-        if run.returncode != 0 or problems:
-            ok = False
-            say(f"  baseline FAILED (pytest exit {run.returncode}, {run.seconds:.0f} s, log {run.log}):")
-            for p in problems or ["(see the log)"]:
-                say(f"    {p}")
-        else:
-            say(
-                f"  passed: {len(run.outcomes)} test(s) in {run.seconds:.0f} s ({', '.join(sorted({short(t.split('::')[0]) for t in group}))})"
-            )
-    return ok
+def baseline_problems(tests: list[str], run: Run) -> list[str]:
+    """Why a baseline run does not pass (nothing: it passed, every listed test collected and none skipped)."""
+    problems = [f"{t}: not collected" for t in tests if not any(listed(n, [t]) for n in run.outcomes)]
+    for nodeid, kinds in run.outcomes.items():
+        for kind in kinds:
+            if kind != "passed":
+                problems.append(f"{nodeid}: {kind}: {run.messages.get(nodeid, '')}"[:300])
+    if run.returncode != 0 and not problems:
+        problems.append(f"pytest exit {run.returncode} (see the log)")
+    return problems
 
 
 def shown(result: str) -> str:
@@ -618,6 +608,7 @@ def main(argv: list[str] | None = None) -> int:
     logs.mkdir()
     workers: list[Worker] = []
     outcomes: list[Outcome] = []
+    baseline_failures: list[str] = []
     started = time.monotonic()
     previous = signal.signal(signal.SIGTERM, _interrupt)
     signal.signal(signal.SIGINT, signal.default_int_handler)  # also when started with SIGINT ignored
@@ -628,23 +619,41 @@ def main(argv: list[str] | None = None) -> int:
         workers = [Worker(i, root, files) for i in range(n)]
         check_applicable(mutations, workers[0].copy)
         say(f"{len(mutations)} mutation(s), {n} worker(s); scratch copies of {len(files)} files in {root}")
+        # one queue, longest first (the baseline's modules and the breaks alike), so that the two workers finish
+        # together; a break is judged at once, and counts only if the baseline passes
+        jobs: list[tuple[float, int, str, Any]] = []
         if args.unbroken:
             say("--unbroken: each mutation's tests run without its break, and must pass")
-        elif not args.no_baseline and not run_baseline(
-            workers, in_module_order(union(mutations), workers[0].copy), logs, stop, say
-        ):
-            say("the baseline does not pass: a test that fails or skips unbroken cannot show it catches a break")
-            return 1
-        todo: queue.Queue[tuple[int, Mutation]] = queue.Queue()
-        for i, m in enumerate(mutations, start=1):
-            todo.put((i, m))
+        elif not args.no_baseline:
+            base = baseline_jobs(union(mutations), workers[0].copy)
+            say(f"baseline: the {len(union(mutations))} listed test(s), unbroken, one run per module ({len(base)})")
+            jobs += [(cost, 0, module, tests) for cost, module, tests in base]
+        jobs += [(estimate(m, workers[0].copy), i, m.id, m) for i, m in enumerate(mutations, start=1)]
+        jobs.sort(key=lambda j: (-j[0], j[1]))
+        todo: queue.Queue[tuple[float, int, str, Any]] = queue.Queue()
+        for job in jobs:
+            todo.put(job)
+        width = len(str(len(mutations)))
 
         def work(w: Worker) -> None:
             while not stop.is_set():
                 try:
-                    i, m = todo.get_nowait()
+                    _, i, name, payload = todo.get_nowait()
                 except queue.Empty:
                     return
+                if not isinstance(payload, Mutation):  # a module's baseline
+                    log = logs / f"baseline-{name.replace('/', '-')}.log"
+                    run = w.pytest(payload, log, 3600, stop, x=False)
+                    if stop.is_set():
+                        return
+                    problems = baseline_problems(payload, run)
+                    baseline_failures.extend(problems)
+                    say(f"[{'base':>{width * 2 + 1}}] {'passed' if not problems else 'FAILED':<8} {short(name):<44} "
+                        f"{run.seconds:6.0f} s  {len(payload)} test(s) unbroken" + (f"  (log {log})" if problems else ""))  # fmt: skip
+                    for p in problems:
+                        say(f"    {p}")
+                    continue
+                m = payload
                 log = logs / f"{m.id}.log"
                 tests = in_module_order(m.tests, w.copy)
                 with contextlib.nullcontext() if args.unbroken else applied(w.copy, m):
@@ -659,7 +668,7 @@ def main(argv: list[str] | None = None) -> int:
                     o.result = {"survived": "passed", "killed": "FAILED"}.get(o.result, o.result)
                 outcomes.append(o)
                 what = short(o.killed_by) if o.killed_by else o.detail
-                say(f"[{i:>{len(str(len(mutations)))}}/{len(mutations)}] {shown(o.result):<8} {m.id:<44} "
+                say(f"[{i:>{width}}/{len(mutations)}] {shown(o.result):<8} {m.id:<44} "
                     f"{o.seconds:6.0f} s  {what}" + ("" if o.result in ("killed", "passed") else f"  (log {log})"))  # fmt: skip
 
         threads = [threading.Thread(target=work, args=(w,), daemon=True) for w in workers]
@@ -686,6 +695,8 @@ def main(argv: list[str] | None = None) -> int:
             w.sweep()
             if not args.keep:
                 shutil.rmtree(w.dir, ignore_errors=True)
+        if not args.keep:
+            shutil.rmtree(root / "snapshots", ignore_errors=True)
 
     order = {m.id: i for i, m in enumerate(mutations)}
     outcomes.sort(key=lambda o: order[o.mutation.id])
@@ -703,8 +714,13 @@ def main(argv: list[str] | None = None) -> int:
         + (f", {len(mutations) - len(outcomes)} not run (interrupted)" if interrupted else "")
         + f" in {time.monotonic() - started:.0f} s; logs in {logs}"
     )
+    if baseline_failures:
+        say("the baseline does not pass: a test that fails or skips unbroken cannot show it catches a break, so no "
+            "kill counts (see the baseline's lines above)")  # fmt: skip
     if interrupted:
         return 130
+    if baseline_failures:
+        return 1
     return 0 if counts["passed" if args.unbroken else "killed"] == len(mutations) else 1
 
 

@@ -1,0 +1,131 @@
+"""Deployed local stacks from a snapshot of an earlier deploy of the same code, when ``NETFLIX_ELT_TEST_SNAPSHOTS``
+names a folder to keep them in (``make mutation`` sets it: each break's tests would otherwise apply every migration
+again, some ten seconds each time, although most breaks change nothing a migration reads).
+
+A snapshot is the stack's state after ``schemachange deploy`` (the emulator's state folder and the generated
+credentials it was deployed with), taken with the servers stopped, under a key that hashes everything the versioned
+scripts' result depends on: those scripts and schemachange's configuration, the emulator, the code that runs the
+deploy, the locked package versions and the target's settings. The repeatable scripts (the procedures, with the
+contracts and handlers they inline) are not in the key: schemachange itself applies again the ones whose rendered
+text changed since the snapshot, as it does on any later deploy, so a break in a procedure is deployed as it is.
+Without the variable, :func:`deploy` is ``netflix-elt deploy`` and nothing else."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import uuid
+from pathlib import Path
+
+from netflix_elt import pipeline
+from netflix_elt.stack import LocalStack
+
+REPO = Path(__file__).resolve().parent.parent
+ENV = "NETFLIX_ELT_TEST_SNAPSHOTS"
+
+# what the versioned scripts' result depends on (files and folders of the repository)
+VERSIONED_INPUTS = (
+    "migrations/schemachange-config.yml",
+    "snowflake/emulator",
+    "netflix_elt/config.py",
+    "netflix_elt/stack.py",
+    "netflix_elt/pipeline.py",
+    "requirements.lock",
+    "tests/snapshots.py",
+)
+# what the repeatable scripts render from: applied again by schemachange when it changed
+REPEATABLE_INPUTS = ("netflix_elt/contracts.py", "snowflake/procedures")
+# the settings and login a deploy runs with
+SETTINGS_ENV = ("SNOWFLAKE_USER", "SNOWFLAKE_ROLE", "SNOWFLAKE_PRIVATE_KEY_PATH", "SNOWFLAKE_WAREHOUSE")
+
+
+def _files(parts: tuple[str, ...]) -> list[Path]:
+    out: list[Path] = []
+    for part in parts:
+        path = REPO / part
+        if path.is_dir():
+            out += sorted(p for p in path.rglob("*") if p.is_file() and "__pycache__" not in p.parts)
+        elif path.is_file():
+            out.append(path)
+    return out
+
+
+def _digest(files: list[Path], *extra: str) -> str:
+    h = hashlib.sha256()
+    for path in files:
+        h.update(str(path.relative_to(REPO)).encode() + b"\0" + path.read_bytes() + b"\0")
+    for value in extra:
+        h.update(value.encode() + b"\0")
+    return h.hexdigest()[:24]
+
+
+def versioned_key(stack: LocalStack) -> str:
+    scripts = sorted(p for p in (REPO / "migrations").glob("*.sql") if not p.name.startswith("R__"))
+    s = stack.settings
+    return _digest(
+        scripts + _files(VERSIONED_INPUTS),
+        s.database,
+        s.warehouse,
+        s.bucket,
+        s.prefix,
+        *(f"{k}={os.environ.get(k, '')}" for k in SETTINGS_ENV),
+    )
+
+
+def repeatable_key() -> str:
+    return _digest(sorted((REPO / "migrations").glob("R__*.sql")) + _files(REPEATABLE_INPUTS))
+
+
+def _state(stack: LocalStack) -> tuple[Path, Path]:
+    return stack.snowflake_dir, stack.credentials_file
+
+
+@dataclasses.dataclass
+class Deployed:
+    proc: subprocess.CompletedProcess[str] | None  # schemachange's run (None: restored, nothing left to apply)
+    restored: bool  # from a snapshot: the versioned scripts were applied before, to the snapshot's stack
+
+
+def deploy(stack: LocalStack) -> Deployed:
+    """Apply the migrations to the running ``stack`` (asserting that the deploy succeeded), from a snapshot when
+    ``NETFLIX_ELT_TEST_SNAPSHOTS`` is set and one of the same code exists. The stack's credentials are then the
+    snapshot's: read them (``stack.env()``, ``stack.connect()``) after this."""
+    folder = os.environ.get(ENV)
+    if not folder:
+        return Deployed(_deploy(stack), restored=False)
+    snapshots = Path(folder)
+    snapshot = snapshots / versioned_key(stack)
+    repeatable = repeatable_key()
+    if (snapshot / "meta.json").is_file():
+        stack.down()
+        snowflake_dir, credentials = _state(stack)
+        shutil.rmtree(snowflake_dir, ignore_errors=True)
+        shutil.copytree(snapshot / "snowflake", snowflake_dir)
+        shutil.copy2(snapshot / "credentials.env", credentials)
+        stack.up()
+        meta = json.loads((snapshot / "meta.json").read_text())
+        return Deployed(None if meta["repeatable"] == repeatable else _deploy(stack), restored=True)
+    proc = _deploy(stack)
+    stack.down()
+    snapshots.mkdir(parents=True, exist_ok=True)
+    partial = snapshots / f".{snapshot.name}.{uuid.uuid4().hex}"
+    snowflake_dir, credentials = _state(stack)
+    shutil.copytree(snowflake_dir, partial / "snowflake")
+    shutil.copy2(credentials, partial / "credentials.env")
+    (partial / "meta.json").write_text(json.dumps({"repeatable": repeatable}))
+    try:
+        partial.rename(snapshot)  # atomic: of two sessions taking the same snapshot, one keeps its copy
+    except OSError:
+        shutil.rmtree(partial, ignore_errors=True)
+    stack.up()
+    return Deployed(proc, restored=False)
+
+
+def _deploy(stack: LocalStack) -> subprocess.CompletedProcess[str]:
+    proc = pipeline.deploy(stack.settings, quiet=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return proc
