@@ -178,12 +178,25 @@ def target_stack(
 
 
 @pytest.fixture(scope="module")
-def deployed_stack(target_stack: LocalStack) -> LocalStack:
-    """:func:`target_stack` with the migrations applied."""
+def deployment(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch_module: pytest.MonkeyPatch
+) -> Iterator[tuple[LocalStack, Any]]:
+    """A fresh local stack for the module with the migrations applied, the pipeline's target through the environment,
+    and how it was deployed (tests/snapshots.py's ``Deployed``)."""
     from tests import snapshots
 
-    snapshots.deploy(target_stack)
-    return target_stack
+    stack = make_stack(tmp_path_factory.mktemp("stack"))
+    point_at(stack, monkeypatch_module)
+    try:
+        yield stack, snapshots.deploy(stack)  # starts the stack
+    finally:
+        stack.down()
+
+
+@pytest.fixture(scope="module")
+def deployed_stack(deployment: tuple[LocalStack, Any]) -> LocalStack:
+    """:func:`deployment`'s stack."""
+    return deployment[0]
 
 
 @pytest.fixture(scope="session")

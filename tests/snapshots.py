@@ -91,17 +91,20 @@ class Deployed:
 
 
 def deploy(stack: LocalStack) -> Deployed:
-    """Apply the migrations to the running ``stack`` (asserting that the deploy succeeded), from a snapshot when
-    ``NETFLIX_ELT_TEST_SNAPSHOTS`` is set and one of the same code exists. The stack's credentials are then the
-    snapshot's: read them (``stack.env()``, ``stack.connect()``) after this."""
+    """Start ``stack`` if it is not running yet and apply the migrations (asserting that the deploy succeeded), from a
+    snapshot when ``NETFLIX_ELT_TEST_SNAPSHOTS`` is set and one of the same code exists (restored before the stack
+    starts, or with a restart of a running one). The stack's credentials are then the snapshot's: read them
+    (``stack.env()``, ``stack.connect()``) after this."""
     folder = os.environ.get(ENV)
     if not folder:
+        stack.up()
         return Deployed(_deploy(stack), restored=False)
     snapshots = Path(folder)
     snapshot = snapshots / versioned_key(stack)
     repeatable = repeatable_key()
     if (snapshot / "meta.json").is_file():
-        stack.down()
+        if any(service["running"] for service in stack.status().values()):
+            stack.down()
         snowflake_dir, credentials = _state(stack)
         shutil.rmtree(snowflake_dir, ignore_errors=True)
         shutil.copytree(snapshot / "snowflake", snowflake_dir)
@@ -109,6 +112,7 @@ def deploy(stack: LocalStack) -> Deployed:
         stack.up()
         meta = json.loads((snapshot / "meta.json").read_text())
         return Deployed(None if meta["repeatable"] == repeatable else _deploy(stack), restored=True)
+    stack.up()
     proc = _deploy(stack)
     stack.down()
     snapshots.mkdir(parents=True, exist_ok=True)

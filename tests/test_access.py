@@ -106,9 +106,8 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     for name in AUTH_VARIABLES:
         mp.delenv(name, raising=False)
     point_at(stack, mp)
-    stack.up()
     try:
-        snapshots.deploy(stack)
+        snapshots.deploy(stack)  # starts the stack
         site = Site(stack, root)
         for user, role in (
             (LOADER, "NETFLIX_LOADER"),

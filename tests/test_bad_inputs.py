@@ -327,9 +327,8 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
     patch = pytest.MonkeyPatch()
     patch.setenv("NETFLIX_ELT_UPLOAD_STATE_DIR", str(state_dir))
     stack = make_stack(tmp_path_factory.mktemp("bad-inputs-stack"))
-    stack.up()
     try:
-        snapshots.deploy(stack)
+        snapshots.deploy(stack)  # starts the stack
         yield Env(stack, state_dir)
     finally:
         stack.down()

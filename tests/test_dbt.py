@@ -108,9 +108,8 @@ def local_only() -> Iterator[None]:
 
 def _project(root: Path, landing: Path) -> Iterator[Project]:
     stack = make_stack(root / "stack")
-    stack.up()
     try:
-        snapshots.deploy(stack)
+        snapshots.deploy(stack)  # starts the stack
         project = Project(stack, root)
         project.upload_and_load(landing)
         yield project

@@ -43,9 +43,8 @@ def project(tmp_path_factory: pytest.TempPathFactory, local_only: None) -> Itera
     """A deployed stack with the generated snapshot loaded (clock before the DST change) and built."""
     root = tmp_path_factory.mktemp("dbt-fidelity")
     stack = make_stack(root / "stack")
-    stack.up()
     try:
-        snapshots.deploy(stack)
+        snapshots.deploy(stack)  # starts the stack
         project = Project(stack, root)
         generate(root / "landing", scale="tiny")
         load_at(project, root / "landing", BEFORE_DST_END)

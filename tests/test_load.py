@@ -25,17 +25,12 @@ RAW_COUNTS_SQL = {c.dataset: f"SELECT COUNT(*) FROM {c.qualified_raw_table}" for
 
 
 @pytest.fixture(scope="module")
-def target(target_stack: LocalStack) -> LocalStack:
-    return target_stack
-
-
-@pytest.fixture(scope="module")
-def deployed(target: LocalStack) -> LocalStack:
-    first = snapshots.deploy(target)
+def deployed(deployment: tuple[LocalStack, snapshots.Deployed]) -> LocalStack:
+    stack, first = deployment
     if not first.restored:  # the first deploy applies every script (a snapshot's stack had them applied)
         assert first.proc is not None
         assert pipeline.applied_scripts(first.proc) == len(list((REPO / "migrations").glob("*.sql")))
-    return target
+    return stack
 
 
 def raw_counts(stack: LocalStack) -> dict[str, int]:
