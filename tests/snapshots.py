@@ -16,6 +16,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import uuid
@@ -39,8 +40,14 @@ VERSIONED_INPUTS = (
 )
 # what the repeatable scripts render from: applied again by schemachange when it changed
 REPEATABLE_INPUTS = ("netflix_elt/contracts.py", "snowflake/procedures")
-# the settings and login a deploy runs with
-SETTINGS_ENV = ("SNOWFLAKE_USER", "SNOWFLAKE_ROLE", "SNOWFLAKE_PRIVATE_KEY_PATH", "SNOWFLAKE_WAREHOUSE")
+# the login a deploy runs with (its role is the one the scripts grant the procedures' owner role to)
+LOGIN_ENV = ("SNOWFLAKE_USER", "SNOWFLAKE_ROLE", "SNOWFLAKE_PRIVATE_KEY_PATH")
+
+
+def settings_env() -> list[str]:
+    """The variables schemachange's configuration reads (its ``env_var('NAME', ...)``s), and the login's."""
+    config = (REPO / "migrations" / "schemachange-config.yml").read_text()
+    return sorted({*re.findall(r"env_var\('([A-Z0-9_]+)'", config), *LOGIN_ENV})
 
 
 def _files(parts: tuple[str, ...]) -> list[Path]:
@@ -72,16 +79,12 @@ def versioned_key(stack: LocalStack) -> str:
         s.warehouse,
         s.bucket,
         s.prefix,
-        *(f"{k}={os.environ.get(k, '')}" for k in SETTINGS_ENV),
+        *(f"{k}={os.environ.get(k, '')}" for k in settings_env()),
     )
 
 
 def repeatable_key() -> str:
     return _digest(sorted((REPO / "migrations").glob("R__*.sql")) + _files(REPEATABLE_INPUTS))
-
-
-def _state(stack: LocalStack) -> tuple[Path, Path]:
-    return stack.snowflake_dir, stack.credentials_file
 
 
 @dataclasses.dataclass
@@ -105,10 +108,9 @@ def deploy(stack: LocalStack) -> Deployed:
     if (snapshot / "meta.json").is_file():
         if any(service["running"] for service in stack.status().values()):
             stack.down()
-        snowflake_dir, credentials = _state(stack)
-        shutil.rmtree(snowflake_dir, ignore_errors=True)
-        shutil.copytree(snapshot / "snowflake", snowflake_dir)
-        shutil.copy2(snapshot / "credentials.env", credentials)
+        shutil.rmtree(stack.snowflake_dir, ignore_errors=True)
+        shutil.copytree(snapshot / "snowflake", stack.snowflake_dir)
+        shutil.copy2(snapshot / "credentials.env", stack.credentials_file)
         stack.up()
         meta = json.loads((snapshot / "meta.json").read_text())
         return Deployed(None if meta["repeatable"] == repeatable else _deploy(stack), restored=True)
@@ -117,9 +119,8 @@ def deploy(stack: LocalStack) -> Deployed:
     stack.down()
     snapshots.mkdir(parents=True, exist_ok=True)
     partial = snapshots / f".{snapshot.name}.{uuid.uuid4().hex}"
-    snowflake_dir, credentials = _state(stack)
-    shutil.copytree(snowflake_dir, partial / "snowflake")
-    shutil.copy2(credentials, partial / "credentials.env")
+    shutil.copytree(stack.snowflake_dir, partial / "snowflake")
+    shutil.copy2(stack.credentials_file, partial / "credentials.env")
     (partial / "meta.json").write_text(json.dumps({"repeatable": repeatable}))
     try:
         partial.rename(snapshot)  # atomic: of two sessions taking the same snapshot, one keeps its copy

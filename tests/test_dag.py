@@ -64,7 +64,7 @@ def airflow_env(tmp_path_factory: pytest.TempPathFactory, parse_env: dict[str, s
     stack = make_stack(root / "stack")
     stack.up()
 
-    def airflow_env() -> dict[str, str]:
+    def stack_env() -> dict[str, str]:
         env = orchestrate.airflow_env(stack.settings, landing=root / "landing")
         env.update(
             {
@@ -80,13 +80,13 @@ def airflow_env(tmp_path_factory: pytest.TempPathFactory, parse_env: dict[str, s
 
     try:
         saved = dict(os.environ)
-        os.environ.update(airflow_env())
+        os.environ.update(stack_env())
         try:
             snapshots.deploy(stack)
         finally:
             os.environ.clear()
             os.environ.update(saved)
-        env = airflow_env()  # the credentials the stack was deployed with
+        env = stack_env()  # the credentials the stack was deployed with
         orchestrate.ensure_metadata_db(env)
         orchestrate.ensure_manifest(env)
         yield env

@@ -17,7 +17,7 @@ share one queue, longest first, so that the workers finish together; if a module
 The run exits 1 if the baseline failed or a break survived or errored.
 
 Tests that deploy the migrations take them from a snapshot of an earlier deploy of the same code when there is one
-(tests/snapshots.py; the runner gives every worker one folder of snapshots): only a break that changes what the
+(tests/snapshots.py; the workers share one folder of snapshots): only a break that changes what the
 versioned scripts read applies them all again; a break in a procedure is deployed by schemachange as on any deploy.
 
     .venv/bin/python tests/mutation/run.py [--all] [--only ID ...] [--workers N] [--list] [--no-baseline] [--timeout S]
@@ -303,8 +303,8 @@ class Worker:
         env.pop("PYTHONDONTWRITEBYTECODE", None)
         for name in ("PYTEST_ADDOPTS", "NETFLIX_ELT_STACK_DIR", "AIRFLOW_HOME", "VIRTUAL_ENV"):
             env.pop(name, None)
-        # deployed stacks from a snapshot of an earlier deploy of the same code (tests/snapshots.py), one folder for
-        # every worker: a break that changes nothing the migrations read skips re-applying them
+        # deployed stacks from a snapshot of an earlier deploy of the same code (tests/snapshots.py), in one folder
+        # that the workers share: a break that changes nothing the migrations read skips re-applying them
         env["NETFLIX_ELT_TEST_SNAPSHOTS"] = str(self.dir.parent / "snapshots")
         return env
 
