@@ -8,7 +8,11 @@ scripts' result depends on: those scripts and schemachange's configuration, the 
 deploy, the locked package versions and the target's settings. The repeatable scripts (the procedures, with the
 contracts and handlers they inline) are not in the key: schemachange itself applies again the ones whose rendered
 text changed since the snapshot, as it does on any later deploy, so a break in a procedure is deployed as it is.
-Without the variable, :func:`deploy` is ``netflix-elt deploy`` and nothing else."""
+Without the variable, :func:`deploy` is ``netflix-elt deploy`` and nothing else.
+
+:func:`ran` does the same one level up, for a module fixture whose command builds a whole warehouse: the stack's state
+after the command and its output, under a key over every file of the working tree but the few the fixture names as
+not changing that state (they run again after a restore)."""
 
 from __future__ import annotations
 
@@ -20,6 +24,7 @@ import re
 import shutil
 import subprocess
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 from netflix_elt import pipeline
@@ -102,32 +107,85 @@ def deploy(stack: LocalStack) -> Deployed:
     if not folder:
         stack.up()
         return Deployed(_deploy(stack), restored=False)
-    snapshots = Path(folder)
-    snapshot = snapshots / versioned_key(stack)
+    snapshot = Path(folder) / versioned_key(stack)
     repeatable = repeatable_key()
-    if (snapshot / "meta.json").is_file():
-        if any(service["running"] for service in stack.status().values()):
-            stack.down()
-        shutil.rmtree(stack.snowflake_dir, ignore_errors=True)
-        shutil.copytree(snapshot / "snowflake", stack.snowflake_dir)
-        shutil.copy2(snapshot / "credentials.env", stack.credentials_file)
-        stack.up()
-        meta = json.loads((snapshot / "meta.json").read_text())
+    meta = _restore(stack, snapshot)
+    if meta is not None:
         return Deployed(None if meta["repeatable"] == repeatable else _deploy(stack), restored=True)
     stack.up()
     proc = _deploy(stack)
+    _save(stack, snapshot, {"repeatable": repeatable})
+    return Deployed(proc, restored=False)
+
+
+def tree_key(stack: LocalStack, excluded: tuple[str, ...]) -> str:
+    """A key over every file of the working tree (those git lists: tracked, or new and not ignored) but ``excluded``,
+    the target's settings and the variables schemachange's configuration reads."""
+    listed = subprocess.run(
+        ["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=REPO, capture_output=True, check=True
+    ).stdout.decode()
+    files = sorted(REPO / f for f in set(listed.split("\0")) - {"", *excluded} if (REPO / f).is_file())
+    s = stack.settings
+    return _digest(
+        files, s.database, s.warehouse, s.bucket, s.prefix, *(f"{k}={os.environ.get(k, '')}" for k in settings_env())
+    )
+
+
+def ran(
+    name: str, stack: LocalStack, root: Path, command: Callable[[], str], excluded: tuple[str, ...]
+) -> tuple[str, bool]:
+    """``command()`` (it starts ``stack``, builds in it and returns its output; the stack is left running), or, when
+    ``NETFLIX_ELT_TEST_SNAPSHOTS`` is set and there is one, a snapshot of an earlier run of it (``name``) on the same
+    code: every
+    file but ``excluded`` (files whose part of the command the caller runs again after a restore) the same. Returns
+    the output (with the earlier run's ``root`` written as this one's) and whether it was restored; the stack is
+    running. A snapshot is taken only while the ``excluded`` files are as git's index has them, so that a restored
+    output never comes from a changed one."""
+    folder = os.environ.get(ENV)
+    if not folder:
+        return command(), False
+    snapshot = Path(folder) / f"{name}-{tree_key(stack, excluded)}"
+    meta = _restore(stack, snapshot, with_s3=True)
+    if meta is not None:
+        return str(meta["output"]).replace(str(meta["root"]), str(root)), True
+    output = command()
+    unchanged = subprocess.run(["git", "diff", "--quiet", "--", *excluded], cwd=REPO).returncode == 0
+    if unchanged:
+        _save(stack, snapshot, {"output": output, "root": str(root)}, with_s3=True)
+    return output, False
+
+
+def _restore(stack: LocalStack, snapshot: Path, with_s3: bool = False) -> dict | None:
+    """The snapshot's state in ``stack`` (stopped first if it runs), started; its meta data. None: no snapshot."""
+    if not (snapshot / "meta.json").is_file():
+        return None
+    if any(service["running"] for service in stack.status().values()):
+        stack.down()
+    shutil.rmtree(stack.snowflake_dir, ignore_errors=True)
+    shutil.copytree(snapshot / "snowflake", stack.snowflake_dir)
+    if with_s3:
+        shutil.rmtree(stack.s3_dir, ignore_errors=True)
+        shutil.copytree(snapshot / "s3", stack.s3_dir)
+    shutil.copy2(snapshot / "credentials.env", stack.credentials_file)
+    stack.up()
+    return dict(json.loads((snapshot / "meta.json").read_text()))
+
+
+def _save(stack: LocalStack, snapshot: Path, meta: dict, with_s3: bool = False) -> None:
+    """Keep ``stack``'s state (the servers stopped meanwhile, then started again) as ``snapshot``."""
     stack.down()
-    snapshots.mkdir(parents=True, exist_ok=True)
-    partial = snapshots / f".{snapshot.name}.{uuid.uuid4().hex}"
+    snapshot.parent.mkdir(parents=True, exist_ok=True)
+    partial = snapshot.parent / f".{snapshot.name}.{uuid.uuid4().hex}"
     shutil.copytree(stack.snowflake_dir, partial / "snowflake")
+    if with_s3:
+        shutil.copytree(stack.s3_dir, partial / "s3")
     shutil.copy2(stack.credentials_file, partial / "credentials.env")
-    (partial / "meta.json").write_text(json.dumps({"repeatable": repeatable}))
+    (partial / "meta.json").write_text(json.dumps(meta))
     try:
         partial.rename(snapshot)  # atomic: of two sessions taking the same snapshot, one keeps its copy
     except OSError:
         shutil.rmtree(partial, ignore_errors=True)
     stack.up()
-    return Deployed(proc, restored=False)
 
 
 def _deploy(stack: LocalStack) -> subprocess.CompletedProcess[str]:

@@ -169,10 +169,18 @@ def test_dag_shape(parse_env: dict[str, str]) -> None:
     assert all(v[3] == 7200 for t, v in retries.items() if t != "upload_landed_files"), retries
 
 
-@pytest.mark.timeout(1200)  # two whole DAG runs; make test's parallel workers share the cores
-def test_make_run_runs_the_dag_end_to_end_then_loads_only_a_new_daily_file(airflow_env: dict[str, str]) -> None:
+@pytest.fixture(scope="module")
+def first_run(airflow_env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """`netflix-elt run` on the module's stack: tiny generated data into the landing folder, then one run of the DAG."""
     landing = Path(airflow_env["NETFLIX_ELT_LANDING_DIR"])
-    first = cli(airflow_env, "run", "--scale", "tiny", "--seed", "5", "--landing", str(landing), "--no-progress")
+    return cli(airflow_env, "run", "--scale", "tiny", "--seed", "5", "--landing", str(landing), "--no-progress")
+
+
+@pytest.mark.timeout(900)  # a whole DAG run; make test's parallel workers share the cores
+def test_make_run_runs_the_dag_end_to_end(
+    airflow_env: dict[str, str], first_run: subprocess.CompletedProcess[str]
+) -> None:
+    first = first_run
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
     assert "DAG full_netflix_pipeline" in first.stdout and "SUCCESS, run manual__" in first.stdout
     assert "upload_landed_files" in first.stdout and "success: 6 new object(s) staged" in first.stdout
@@ -181,8 +189,17 @@ def test_make_run_runs_the_dag_end_to_end_then_loads_only_a_new_daily_file(airfl
     counted = re.search(r"(\d+) of (\d+) dbt tasks succeeded", first.stdout)
     assert counted and counted.group(1) == counted.group(2) and int(counted.group(1)) > nodes, first.stdout
     assert sql(airflow_env, "SELECT COUNT(*) FROM MARTS.MART_MOVIE_RATINGS")[0][0] > 0
-    tracked = sql(airflow_env, "SELECT COUNT(*) FROM RAW.LOAD_TRACKING")[0][0]
 
+
+@pytest.mark.timeout(1200)  # two whole DAG runs when it runs alone
+def test_the_next_run_loads_only_a_new_daily_file(
+    airflow_env: dict[str, str], first_run: subprocess.CompletedProcess[str]
+) -> None:
+    """After a first run, a daily ratings file put in the landing folder: the next run stages, loads and transforms
+    just that file."""
+    assert first_run.returncode == 0, first_run.stdout[-3000:] + first_run.stderr[-3000:]
+    landing = Path(airflow_env["NETFLIX_ELT_LANDING_DIR"])
+    tracked = sql(airflow_env, "SELECT COUNT(*) FROM RAW.LOAD_TRACKING")[0][0]
     daily = Path(airflow_env["_ROOT"]) / "daily"
     generate_daily(daily, dt.date(2023, 10, 13), scale="tiny", seed=5)
     shutil.copy(daily / "ratings_20231013.csv", landing)

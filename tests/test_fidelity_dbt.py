@@ -54,6 +54,12 @@ def project(tmp_path_factory: pytest.TempPathFactory, local_only: None) -> Itera
         stack.down()
 
 
+def transform(project: Project) -> None:
+    """`dbt build` of the models and the snapshot without the data and unit tests: what these tests check are the
+    values the incremental runs leave (the fixture's first build runs every test)."""
+    project.build("--exclude", "resource_type:test", "resource_type:unit_test")
+
+
 def load_at(project: Project, landing: Path, clock: str) -> dict[str, Any]:
     """Upload a landing folder and CALL the procedure for its files with the emulator's clock set to `clock` (UTC),
     from a session whose TIMEZONE is America/Los_Angeles. Returns the procedure's summary."""
@@ -107,7 +113,7 @@ def test_loads_on_both_sides_of_the_dst_change_equal_a_full_refresh(project: Pro
     generate_daily(tmp_path / "daily", dt.date(2023, 10, 13), scale="tiny")
     summary = load_at(project, tmp_path / "daily", AFTER_DST_END)
     assert any(f["dataset"] == "ratings" and f["rows_loaded"] for f in summary["files"]), summary
-    project.build()
+    transform(project)
 
     assert missing_events(project, summary["load_id"]) == 0
     # the genre corrections of the daily movies file reached the snapshot and the genre mart
@@ -173,14 +179,14 @@ def test_a_load_that_commits_after_a_later_stamped_load_was_transformed_reaches_
 ) -> None:
     files = late_files(project, tmp_path)
     early = load_at(project, files["early"], EARLY_COMMIT)
-    project.build()
+    transform(project)
     late = load_at(project, files["late"], LATE_STAMP)  # its rows are stamped before the early load's
     (stamps,) = project.sql(
         "SELECT MAX(IFF(LOAD_ID = '{}', LOADED_AT, NULL)) < MIN(IFF(LOAD_ID = '{}', LOADED_AT, NULL)) "
         "FROM RAW.RATINGS".format(late["load_id"], early["load_id"])
     )[0]
     assert stamps, "the late load's rows should be stamped before the early load's"
-    project.build()
+    transform(project)
 
     # the late load's rows are in the facts: its new event, its correction of an older row
     assert missing_events(project, late["load_id"]) == 0
@@ -220,7 +226,7 @@ def test_a_load_still_in_progress_is_transformed_only_once_it_has_finished(proje
     load = load_at(project, tmp_path / "landing", "2026-11-03 10:00:00")["load_id"]
     # the CALL's state between its COPY's commit and the end of its work on the file
     project.sql(f"UPDATE RAW.LOAD_TRACKING SET STATUS = 'LOADING' WHERE LOAD_ID = '{load}'")
-    project.build()
+    transform(project)
     assert project.sql(f"SELECT COUNT(*) FROM CORE.INT_LOAD_BATCHES WHERE LOAD_ID = '{load}'") == [(0,)]
     assert missing_events(project, load) == 2  # none of its rows in the facts yet
     # the CALL finishes: one of its rows leaves RAW (as an out-of-contract row does), the file is LOADED
@@ -228,7 +234,7 @@ def test_a_load_still_in_progress_is_transformed_only_once_it_has_finished(proje
         f"DELETE FROM RAW.RATINGS WHERE LOAD_ID = '{load}' AND MOVIE_ID = {removed[1]} AND EPOCH_SECONDS = {removed[2]}"
     )
     project.sql(f"UPDATE RAW.LOAD_TRACKING SET STATUS = 'LOADED' WHERE LOAD_ID = '{load}'")
-    project.build()
+    transform(project)
     assert rating_of(project, *kept) == (2.5, load)
     assert rating_of(project, *removed) is None
     incremental_equals_full_refresh(project)

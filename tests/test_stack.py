@@ -125,8 +125,15 @@ def test_credentials_are_generated_locally_and_not_in_the_repo(stack: LocalStack
             assert creds["AWS_SECRET_ACCESS_KEY"] not in text, path
 
 
-def test_run_direct_deploys_uploads_loads_and_reruns_cleanly(cli_env: dict[str, str]) -> None:
-    """`run --direct`: the pipeline's steps without Airflow (the DAG path of `run` is tested in test_dag.py)."""
+def test_run_direct_deploys_uploads_loads_and_reruns_cleanly(cli_env: dict[str, str], tmp_path: Path) -> None:
+    """`run --direct`: the pipeline's steps without Airflow (the DAG path of `run` is tested in test_dag.py). Here
+    Airflow cannot even be imported, as on a machine without it: a package named `airflow` that refuses to load
+    comes first on the path."""
+    hidden = tmp_path / "no-airflow" / "airflow"
+    hidden.mkdir(parents=True)
+    (hidden / "__init__.py").write_text('raise ModuleNotFoundError("No module named \'airflow\'", name="airflow")\n')
+    path = [str(hidden.parent), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
+    cli_env = {**cli_env, "PYTHONPATH": os.pathsep.join(path)}
     try:
         first = cli(cli_env, "run", "--direct", "--scale", "tiny", timeout=600)
         assert first.returncode == 0, first.stdout + first.stderr
