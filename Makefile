@@ -72,8 +72,8 @@ typecheck: install ## mypy
 test: install lint typecheck ## install, lint, type-check and run every test (tests start the servers they need; TEST_WORKERS=3 in parallel)
 	$(VENV)/bin/pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder --durations=15
 
-mutation: install ## break the code on purpose (tests/mutation/mutations.toml), each break in a scratch copy: its tests must fail (ALL=1: the slow ones too; ONLY="id ...")
-	$(PY) tests/mutation/run.py $(if $(ALL),--all) $(if $(ONLY),--only $(ONLY))
+mutation: install ## break the code on purpose (tests/mutation/mutations.toml), each break in a scratch copy: its tests must fail (QUICK=1: not the slow ones; ONLY="id ...")
+	$(PY) tests/mutation/run.py $(if $(QUICK),--quick) $(if $(ONLY),--only $(ONLY))
 
 bench: install ## upload, load, incremental CALLs, dbt and the DAG against their baselines (SCALE=medium; SCALE=ml-32m for the full size)
 	$(PY) benchmarks/bench.py --scale $(or $(SCALE),medium)

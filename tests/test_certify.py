@@ -3,6 +3,7 @@ rot, and it is shown not to be vacuous.
 
 - ``certify --local --keep`` on a stack of its own: every check in the table passes, and the kept throwaway database
   holds what the run loaded;
+- ``certify --local --recheck <database> --keep`` on it runs the checks again and they pass again;
 - then a RAW row of that database is deleted and ``certify --local --recheck <database>`` runs the checks again: the
   exactly-once check FAILs (exit code 1) while the others still pass, and the run ends as every run does, by
   dropping the database and deleting its S3 prefix;
@@ -22,6 +23,7 @@ import pytest
 
 from netflix_elt.certify import SKIPPED
 from netflix_elt.stack import LocalStack
+from tests import snapshots
 from tests.conftest import REPO
 
 pytestmark = [pytest.mark.slow(minutes=1.5), pytest.mark.stack]
@@ -47,6 +49,8 @@ EXPECTED_CHECKS = {
     "mart_genre_year_popularity = Python",
 }
 EXACTLY_ONCE = "RAW: each file's good rows, exactly once"
+# what --recheck runs again on a kept database: the checks, not the steps that built it
+RECHECKED = {c for c in EXPECTED_CHECKS if not c.startswith(("deploy", "upload", "load", "dbt", "re-run"))}
 
 
 def certify(tmp_path: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -98,10 +102,18 @@ def certify_stack(target_stack: LocalStack) -> LocalStack:
 
 @pytest.fixture(scope="module")
 def kept(certify_stack: LocalStack, tmp_path_factory: pytest.TempPathFactory) -> str:
-    """``certify --local --keep``: its output (the database is kept for the next test)."""
-    proc = certify(tmp_path_factory.mktemp("certify-run"), "--local", "--keep")
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    return proc.stdout
+    """``certify --local --keep``: its output (the database is kept for the next tests). In ``make mutation``, from a
+    snapshot of an earlier run of the same code but the checks (tests/snapshots.py's ``ran``): a break in the checks
+    shows in the tests that run them again with ``--recheck``."""
+    root = tmp_path_factory.mktemp("certify-run")
+
+    def run() -> str:
+        proc = certify(root, "--local", "--keep")
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        return proc.stdout
+
+    output, _ = snapshots.ran("certify", certify_stack, root, run, excluded=("netflix_elt/certify/checks.py",))
+    return output
 
 
 def test_certify_local_passes_every_check(certify_stack: LocalStack, kept: str) -> None:
@@ -111,6 +123,19 @@ def test_certify_local_passes_every_check(certify_stack: LocalStack, kept: str) 
     assert re.search(r"^PASSED: all \d+ checks$", kept, re.M)
     assert "Traceback" not in kept
     assert databases(certify_stack, database_of(kept)), "--keep keeps the database"
+
+
+def test_a_recheck_of_the_kept_database_passes_every_check(
+    certify_stack: LocalStack, kept: str, tmp_path: Path
+) -> None:
+    database = database_of(kept)
+    proc = certify(tmp_path, "--local", "--recheck", database, "--keep")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    rows = table(proc.stdout)
+    assert set(rows) >= RECHECKED, proc.stdout
+    assert re.search(r"^PASSED: all \d+ checks$", proc.stdout, re.M)
+    assert {check: result for check, (result, _) in rows.items() if result != "PASS"} == {}, proc.stdout
+    assert databases(certify_stack, database), "--keep keeps the database"
 
 
 def test_a_broken_invariant_fails_and_the_database_is_dropped(

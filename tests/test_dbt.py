@@ -67,7 +67,8 @@ class Project:
         return transform.run_dbt(["--quiet", *args, "--threads", "2"], self.env)
 
     def build(self, *args: str) -> dict[str, Any]:
-        result = self.dbt("build", *args)
+        """`dbt build` (stopping at the first failure), which must pass."""
+        result = self.dbt("build", "--fail-fast", *args)
         summary = {"success": result.success, "counts": result.counts(), "failures": result.failures()}
         self.builds.append(summary)
         assert result.success, (result.exception, [(f["name"], f["message"]) for f in result.failures()])

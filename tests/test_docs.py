@@ -1,7 +1,7 @@
 """`netflix-elt docs`: dbt docs of a built local stack, written to a temporary target path (the repository's
 netflix_dbt/target is left alone), and `--serve` in a subprocess: the docs on 127.0.0.1 until SIGINT.
 
-The stack is tests/test_dbt.py's `generated` fixture: generated data (scale tiny) deployed, loaded and built.
+The stack: generated data (scale tiny) deployed, loaded and built with tests/test_dbt.py's `Project`.
 """
 
 from __future__ import annotations
@@ -14,15 +14,18 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from netflix_elt import cli, contracts
+from netflix_elt.generate import generate
 from netflix_elt.stack import port_open
 from netflix_elt.transform import PROJECT_DIR
-from tests.conftest import REPO, free_port, interruptible
-from tests.test_dbt import Project, generated, local_only  # noqa: F401 - fixtures: a deployed, loaded, built stack
+from tests import snapshots
+from tests.conftest import REPO, free_port, interruptible, make_stack
+from tests.test_dbt import Project, local_only  # noqa: F401 - local_only: fixture
 
 pytestmark = pytest.mark.slow(minutes=1)
 
@@ -30,6 +33,28 @@ MODELS = sorted(p.stem for p in (PROJECT_DIR / "models").rglob("*.sql"))
 MARTS = sorted(p.stem for p in (PROJECT_DIR / "models" / "marts").rglob("*.sql"))
 # the RAW tables the staging models read: one per file contract, and the load tracking
 SOURCES = [*contracts.DATASETS, "load_tracking"]
+
+
+@pytest.fixture(scope="module")
+def generated(tmp_path_factory: pytest.TempPathFactory, local_only: None) -> Iterator[Project]:  # noqa: F811
+    """Generated data (scale tiny) deployed, loaded and built. In ``make mutation``, from a snapshot of an earlier
+    build of the same code but netflix_elt/docs.py, which the build does not run (tests/snapshots.py's ``ran``)."""
+    root = tmp_path_factory.mktemp("docs")
+    stack = make_stack(root / "stack")
+    project = Project(stack, root)
+
+    def build() -> str:
+        snapshots.deploy(stack)  # starts the stack
+        generate(root / "landing", scale="tiny")
+        project.upload_and_load(root / "landing")
+        project.build()
+        return ""
+
+    try:
+        snapshots.ran("docs", stack, root, build, excluded=("netflix_elt/docs.py",))
+        yield project
+    finally:
+        stack.down()
 
 
 def stack_env(project: Project, target: Path) -> dict[str, str]:
@@ -54,7 +79,7 @@ def repo_target_state() -> dict[str, int]:
 
 
 def test_docs_generates_manifest_and_catalog_of_the_built_models(
-    generated: Project,  # noqa: F811
+    generated: Project,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
@@ -111,7 +136,7 @@ def _get(url: str) -> tuple[int, str, bytes]:
         return response.status, response.headers.get("Content-Type", ""), response.read()
 
 
-def test_docs_serve_on_localhost_until_sigint(generated: Project, tmp_path: Path) -> None:  # noqa: F811
+def test_docs_serve_on_localhost_until_sigint(generated: Project, tmp_path: Path) -> None:
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k != "SNOWFLAKE_ACCOUNT"}
     env |= stack_env(generated, tmp_path / "target") | {"NETFLIX_ELT_DOCS_PORT": str(port)}

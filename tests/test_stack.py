@@ -7,6 +7,7 @@ import os
 import socket
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,16 +30,21 @@ def cli(env: dict[str, str], *args: str, timeout: float = 300) -> subprocess.Com
     )
 
 
-@pytest.fixture()
-def cli_env(tmp_path: Path) -> dict[str, str]:
+def stack_cli_env(root: Path) -> dict[str, str]:
+    """Variables that point `netflix-elt` at a stack of its own in ``root`` on free ports (run from ``root``)."""
     return {
-        "NETFLIX_ELT_STACK_DIR": str(tmp_path / "stack"),
+        "NETFLIX_ELT_STACK_DIR": str(root / "stack"),
         "NETFLIX_ELT_S3_PORT": str(free_port()),
         "NETFLIX_ELT_SNOWFLAKE_PORT": str(free_port()),
-        "CWD": str(tmp_path),
-        "DBT_TARGET_PATH": str(tmp_path / "dbt-target"),
-        "DBT_LOG_PATH": str(tmp_path / "dbt-logs"),
+        "CWD": str(root),
+        "DBT_TARGET_PATH": str(root / "dbt-target"),
+        "DBT_LOG_PATH": str(root / "dbt-logs"),
     }
+
+
+@pytest.fixture()
+def cli_env(tmp_path: Path) -> dict[str, str]:
+    return stack_cli_env(tmp_path)
 
 
 def test_cli_up_status_down(cli_env: dict[str, str]) -> None:
@@ -125,33 +131,53 @@ def test_credentials_are_generated_locally_and_not_in_the_repo(stack: LocalStack
             assert creds["AWS_SECRET_ACCESS_KEY"] not in text, path
 
 
-def test_run_direct_deploys_uploads_loads_and_reruns_cleanly(cli_env: dict[str, str], tmp_path: Path) -> None:
-    """`run --direct`: the pipeline's steps without Airflow (the DAG path of `run` is tested in test_dag.py). Here
-    Airflow cannot even be imported, as on a machine without it: a package named `airflow` that refuses to load
-    comes first on the path."""
-    hidden = tmp_path / "no-airflow" / "airflow"
+@pytest.fixture(scope="module")
+def direct_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """A stack of its own for `run --direct`, and a path on which Airflow cannot even be imported, as on a machine
+    without it: a package named `airflow` that refuses to load comes first."""
+    root = tmp_path_factory.mktemp("direct")
+    hidden = root / "no-airflow" / "airflow"
     hidden.mkdir(parents=True)
     (hidden / "__init__.py").write_text('raise ModuleNotFoundError("No module named \'airflow\'", name="airflow")\n')
     path = [str(hidden.parent), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
-    cli_env = {**cli_env, "PYTHONPATH": os.pathsep.join(path)}
+    env = {**stack_cli_env(root), "PYTHONPATH": os.pathsep.join(path)}
     try:
-        first = cli(cli_env, "run", "--direct", "--scale", "tiny", timeout=600)
-        assert first.returncode == 0, first.stdout + first.stderr
-        assert "SUCCESS: 6 file(s) loaded" in first.stdout
-        assert "6 uploaded, 0 already there" in first.stdout
-        # every change script of migrations/ (V__ versioned and R__ repeatable) applied once
-        scripts = len([p for p in (REPO / "migrations").glob("*.sql") if p.name.startswith(("V", "R__"))])
-        assert f"{scripts} scripts applied" in first.stdout
-        second = cli(cli_env, "run", "--direct", "--scale", "tiny", timeout=600)
-        assert second.returncode == 0, second.stdout + second.stderr
-        assert "0 uploaded, 6 already there" in second.stdout
-        assert "0 scripts applied" in second.stdout
-        assert "NOTHING_TO_LOAD" in second.stdout
-        status = cli(cli_env, "status")
-        assert "staged objects: 6" in status.stdout, status.stdout
-        assert "ratings" in status.stdout
+        yield env
     finally:
-        cli(cli_env, "down")
+        cli(env, "down")
+
+
+@pytest.fixture(scope="module")
+def first_direct_run(direct_env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return cli(direct_env, "run", "--direct", "--scale", "tiny", timeout=600)
+
+
+def test_run_direct_deploys_uploads_loads_and_builds_without_airflow(
+    first_direct_run: subprocess.CompletedProcess[str],
+) -> None:
+    """`run --direct`: the pipeline's steps (start, deploy, upload, load, dbt build) without Airflow; the DAG path of
+    `run` is tested in test_dag.py."""
+    first = first_direct_run
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert "SUCCESS: 6 file(s) loaded" in first.stdout
+    assert "6 uploaded, 0 already there" in first.stdout
+    # every change script of migrations/ (V__ versioned and R__ repeatable) applied once
+    scripts = len([p for p in (REPO / "migrations").glob("*.sql") if p.name.startswith(("V", "R__"))])
+    assert f"{scripts} scripts applied" in first.stdout
+
+
+def test_run_direct_again_deploys_uploads_and_loads_nothing(
+    direct_env: dict[str, str], first_direct_run: subprocess.CompletedProcess[str]
+) -> None:
+    assert first_direct_run.returncode == 0, first_direct_run.stdout + first_direct_run.stderr
+    second = cli(direct_env, "run", "--direct", "--scale", "tiny", timeout=600)
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert "0 uploaded, 6 already there" in second.stdout
+    assert "0 scripts applied" in second.stdout
+    assert "NOTHING_TO_LOAD" in second.stdout
+    status = cli(direct_env, "status")
+    assert "staged objects: 6" in status.stdout, status.stdout
+    assert "ratings" in status.stdout
 
 
 def test_env_command_prints_client_settings(cli_env: dict[str, str]) -> None:
