@@ -119,12 +119,16 @@ def deploy(stack: LocalStack) -> Deployed:
 
 
 def tree_key(stack: LocalStack, excluded: tuple[str, ...]) -> str:
-    """A key over every file of the working tree (those git lists: tracked, or new and not ignored) but ``excluded``,
-    the target's settings and the variables schemachange's configuration reads."""
+    """A key over every file of the working tree (those git lists: tracked, or new and not ignored) but ``excluded``
+    (files, or folders ending in "/"), the target's settings and the variables schemachange's configuration reads."""
     listed = subprocess.run(
         ["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=REPO, capture_output=True, check=True
     ).stdout.decode()
-    files = sorted(REPO / f for f in set(listed.split("\0")) - {"", *excluded} if (REPO / f).is_file())
+    files = sorted(
+        REPO / f
+        for f in set(listed.split("\0")) - {""}
+        if (REPO / f).is_file() and not any(f == e or f.startswith(e.rstrip("/") + "/") for e in excluded)
+    )
     s = stack.settings
     return _digest(
         files, s.database, s.warehouse, s.bucket, s.prefix, *(f"{k}={os.environ.get(k, '')}" for k in settings_env())
@@ -136,11 +140,10 @@ def ran(
 ) -> tuple[str, bool]:
     """``command()`` (it starts ``stack``, builds in it and returns its output; the stack is left running), or, when
     ``NETFLIX_ELT_TEST_SNAPSHOTS`` is set and there is one, a snapshot of an earlier run of it (``name``) on the same
-    code: every
-    file but ``excluded`` (files whose part of the command the caller runs again after a restore) the same. Returns
-    the output (with the earlier run's ``root`` written as this one's) and whether it was restored; the stack is
-    running. A snapshot is taken only while the ``excluded`` files are as git's index has them, so that a restored
-    output never comes from a changed one."""
+    code: every file the same but ``excluded`` (files, or folders ending in "/", that the command does not read, or
+    whose part of its work the caller does again after a restore). Returns the output (with the earlier run's
+    ``root`` written as this one's) and whether it was restored; the stack is running. A snapshot is taken only while
+    the ``excluded`` files are as git's index has them, so that a restored output never comes from a changed one."""
     folder = os.environ.get(ENV)
     if not folder:
         return command(), False

@@ -346,6 +346,30 @@ def test_loader_may_not_run_a_full_refresh(loaded: Site) -> None:
     assert [f["status"] for f in dry["files"]] == ["WOULD_LOAD"]  # the loaded movies file, loaded again
 
 
+def test_transformer_reads_raw_and_cannot_change_it(loaded: Site) -> None:
+    """dbt's sources are the RAW tables: NETFLIX_TRANSFORMER reads them and can change none of their rows."""
+    (rows,) = loaded.sql("SELECT COUNT(*) FROM RAW.RATINGS", TRANSFORMER)[0]
+    assert rows == loaded.sql("SELECT COUNT(*) FROM RAW.RATINGS")[0][0] > 0
+    conn = loaded.login(TRANSFORMER)
+    cur = conn.cursor()
+    try:
+        for statement in (
+            "INSERT INTO RAW.RATINGS SELECT * FROM RAW.RATINGS LIMIT 1",
+            "UPDATE RAW.RATINGS SET RATING = 5",
+            "DELETE FROM RAW.RATINGS",
+            "TRUNCATE TABLE RAW.RATINGS",
+        ):
+            _expect(
+                ProgrammingError,
+                3001,
+                "Insufficient privileges to operate on table 'RATINGS'",
+                lambda statement=statement: cur.execute(statement),
+            )
+    finally:
+        conn.close()
+    assert loaded.sql("SELECT COUNT(*) FROM RAW.RATINGS") == [(rows,)]
+
+
 def test_loader_cannot_read_marts_drop_raw_tables_or_build_models(built: Site) -> None:
     conn = built.login(LOADER, schema="RAW")
     cur = conn.cursor()
@@ -404,16 +428,6 @@ def test_transformer_builds_the_dbt_project_and_owns_what_it_builds(built: Site)
     # the models belong to the transformer: the reporter is no owner, the loader cannot even see them
     (marts,) = built.sql("SELECT COUNT(*) FROM MARTS.MART_MOVIE_RATINGS", TRANSFORMER)[0]
     assert marts > 0
-    conn = built.login(TRANSFORMER)
-    try:
-        _expect(
-            ProgrammingError,
-            3001,
-            "Insufficient privileges to operate on table 'RATINGS'",
-            lambda: conn.cursor().execute("INSERT INTO RAW.RATINGS SELECT * FROM RAW.RATINGS LIMIT 1"),
-        )
-    finally:
-        conn.close()
 
 
 # -- the reporter ------------------------------------------------------------------------------------------------------
@@ -462,33 +476,36 @@ def test_reporter_reads_marts_and_core_and_writes_nothing(built: Site) -> None:
     assert built.sql("SELECT COUNT(*) FROM MARTS.MART_MOVIE_RATINGS") == [(expected,)]
 
 
-def test_roles_granted_to_roles_pass_their_privileges_on(built: Site) -> None:
+def test_roles_granted_to_roles_pass_their_privileges_on(loaded: Site) -> None:
+    """A role granted to a role: its user has the granted role's privileges (here the loader's read of its tracking
+    table), until the grant is revoked; a procedure runs with its owner's role, whoever calls it."""
     password = "Pw-" + secrets.token_urlsafe(12)  # pragma: allowlist secret (generated)
-    built.sql("CREATE ROLE IF NOT EXISTS ANALYST")
-    built.sql("GRANT ROLE NETFLIX_REPORTER TO ROLE ANALYST")
-    built.sql(f"CREATE USER ANALYST_USER PASSWORD = '{password}' DEFAULT_ROLE = ANALYST")
-    built.sql("GRANT ROLE ANALYST TO USER ANALYST_USER")
-    # a procedure runs with its owner's role, whoever calls it
-    built.sql(
-        "CREATE OR REPLACE PROCEDURE MARTS.WHO_RUNS() RETURNS VARCHAR LANGUAGE PYTHON RUNTIME_VERSION = '3.11' "
+    loaded.sql("CREATE ROLE IF NOT EXISTS OPERATOR")
+    loaded.sql("GRANT ROLE NETFLIX_LOADER TO ROLE OPERATOR")
+    loaded.sql(f"CREATE USER OPERATOR_USER PASSWORD = '{password}' DEFAULT_ROLE = OPERATOR")
+    loaded.sql("GRANT ROLE OPERATOR TO USER OPERATOR_USER")
+    loaded.sql(
+        "CREATE OR REPLACE PROCEDURE RAW.WHO_RUNS() RETURNS VARCHAR LANGUAGE PYTHON RUNTIME_VERSION = '3.11' "
         "PACKAGES = ('snowflake-snowpark-python') HANDLER = 'main' EXECUTE AS OWNER "
         "AS $$\ndef main(session):\n    return session.sql('SELECT CURRENT_ROLE()').collect()[0][0]\n$$"
     )
-    built.sql("GRANT USAGE ON PROCEDURE MARTS.WHO_RUNS() TO ROLE NETFLIX_REPORTER")
-    conn = built.login("ANALYST_USER", password=password)
+    loaded.sql("GRANT USAGE ON PROCEDURE RAW.WHO_RUNS() TO ROLE NETFLIX_LOADER")
+    (tracked,) = loaded.sql("SELECT COUNT(*) FROM RAW.LOAD_TRACKING")[0]
+    conn = loaded.login("OPERATOR_USER", password=password)
     try:
         cur = conn.cursor()
-        (count,) = cur.execute("SELECT COUNT(*) FROM MARTS.MART_MOVIE_RATINGS").fetchone()  # type: ignore[misc]
-        assert count > 0
-        assert cur.execute("CALL MARTS.WHO_RUNS()").fetchone() == ("ACCOUNTADMIN",)
-        cur.execute("USE ROLE NETFLIX_REPORTER")
-        assert cur.execute("SELECT CURRENT_ROLE()").fetchone() == ("NETFLIX_REPORTER",)
-        built.sql("REVOKE ROLE NETFLIX_REPORTER FROM ROLE ANALYST")
-        cur.execute("USE ROLE ANALYST")
+        assert cur.execute("SELECT COUNT(*) FROM RAW.LOAD_TRACKING").fetchone() == (tracked,)
+        assert tracked > 0
+        assert cur.execute("CALL RAW.WHO_RUNS()").fetchone() == ("ACCOUNTADMIN",)
+        cur.execute("USE ROLE NETFLIX_LOADER")
+        assert cur.execute("SELECT CURRENT_ROLE()").fetchone() == ("NETFLIX_LOADER",)
+        loaded.sql("REVOKE ROLE NETFLIX_LOADER FROM ROLE OPERATOR")
+        cur.execute("USE ROLE OPERATOR")
         with pytest.raises(ProgrammingError, match="does not exist or not authorized"):
-            cur.execute("SELECT COUNT(*) FROM MARTS.MART_MOVIE_RATINGS")
+            cur.execute("SELECT COUNT(*) FROM RAW.LOAD_TRACKING")
     finally:
         conn.close()
+        loaded.sql("DROP PROCEDURE IF EXISTS RAW.WHO_RUNS()")
 
 
 # -- key pairs -----------------------------------------------------------------------------------------------------------

@@ -19,6 +19,9 @@ The run exits 1 if the baseline failed or a break survived or errored.
 Tests that deploy the migrations take them from a snapshot of an earlier deploy of the same code when there is one
 (tests/snapshots.py; the workers share one folder of snapshots): only a break that changes what the
 versioned scripts read applies them all again; a break in a procedure is deployed by schemachange as on any deploy.
+A few module fixtures that build a whole warehouse (test_report, test_certify, test_docs, the loads of test_dbt and
+test_fidelity_dbt) are kept the same way, under a key over every file but those their build does not read or does
+again after a restore (report.py, the certification's checks, docs.py, the dbt project).
 
     .venv/bin/python tests/mutation/run.py [--quick] [--only ID ...] [--workers N] [--list] [--no-baseline] [--timeout S]
 
@@ -560,7 +563,13 @@ def main(argv: list[str] | None = None) -> int:
         "its tests catch it. Exit 1 if a break survived or a run errored.",
     )
     parser.add_argument("--only", nargs="+", metavar="ID", help="run only these mutations")
-    parser.add_argument("--workers", type=int, default=2, help="parallel workers, each with its own copy (default 2)")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=3,
+        help="parallel workers, each with its own copy (default 3, as make test: the tests wait on their servers part "
+        "of the time, and a third worker keeps two cores busy)",
+    )
     parser.add_argument("--list", action="store_true", help="list the mutations and exit")
     parser.add_argument(
         "--quick",
@@ -622,7 +631,7 @@ def main(argv: list[str] | None = None) -> int:
         workers = [Worker(i, root, files) for i in range(n)]
         check_applicable(mutations, workers[0].copy)
         say(f"{len(mutations)} mutation(s), {n} worker(s); scratch copies of {len(files)} files in {root}")
-        # one queue, longest first (the baseline's modules and the breaks alike), so that the two workers finish
+        # one queue, longest first (the baseline's modules and the breaks alike), so that the workers finish
         # together; a break is judged at once, and counts only if the baseline passes
         jobs: list[tuple[float, int, str, Any]] = []
         if args.unbroken:
