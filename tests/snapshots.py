@@ -10,9 +10,9 @@ contracts and handlers they inline) are not in the key: schemachange itself appl
 text changed since the snapshot, as it does on any later deploy, so a break in a procedure is deployed as it is.
 Without the variable, :func:`deploy` is ``netflix-elt deploy`` and nothing else.
 
-:func:`ran` does the same one level up, for a module fixture whose command builds a whole warehouse: the stack's state
-after the command and its output, under a key over every file of the working tree but the few the fixture names as
-not changing that state (they run again after a restore)."""
+:func:`ran` does the same one level up, for a module fixture whose command loads or builds a whole warehouse: the
+stack's state after the command and its output, under a key over every file of the working tree but the few the
+fixture names (files the command does not read, or whose part of its work the fixture does again after a restore)."""
 
 from __future__ import annotations
 
@@ -55,6 +55,12 @@ def settings_env() -> list[str]:
     return sorted({*re.findall(r"env_var\('([A-Z0-9_]+)'", config), *LOGIN_ENV})
 
 
+def _target(stack: LocalStack) -> list[str]:
+    """What a key holds of the target: its settings, and the variables of schemachange's configuration and login."""
+    s = stack.settings
+    return [s.database, s.warehouse, s.bucket, s.prefix, *(f"{k}={os.environ.get(k, '')}" for k in settings_env())]
+
+
 def _files(parts: tuple[str, ...]) -> list[Path]:
     out: list[Path] = []
     for part in parts:
@@ -77,15 +83,7 @@ def _digest(files: list[Path], *extra: str) -> str:
 
 def versioned_key(stack: LocalStack) -> str:
     scripts = sorted(p for p in (REPO / "migrations").glob("*.sql") if not p.name.startswith("R__"))
-    s = stack.settings
-    return _digest(
-        scripts + _files(VERSIONED_INPUTS),
-        s.database,
-        s.warehouse,
-        s.bucket,
-        s.prefix,
-        *(f"{k}={os.environ.get(k, '')}" for k in settings_env()),
-    )
+    return _digest(scripts + _files(VERSIONED_INPUTS), *_target(stack))
 
 
 def repeatable_key() -> str:
@@ -129,10 +127,7 @@ def tree_key(stack: LocalStack, excluded: tuple[str, ...]) -> str:
         for f in set(listed.split("\0")) - {""}
         if (REPO / f).is_file() and not any(f == e or f.startswith(e.rstrip("/") + "/") for e in excluded)
     )
-    s = stack.settings
-    return _digest(
-        files, s.database, s.warehouse, s.bucket, s.prefix, *(f"{k}={os.environ.get(k, '')}" for k in settings_env())
-    )
+    return _digest(files, *_target(stack))
 
 
 def ran(

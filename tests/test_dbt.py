@@ -107,10 +107,17 @@ def local_only() -> Iterator[None]:
     mp.undo()
 
 
-def _project(root: Path, *landings: Path, snapshot: str | None = None) -> Iterator[Project]:
-    """A deployed stack with each landing folder uploaded and loaded in turn. With ``snapshot`` (a name), in ``make
-    mutation``, from a snapshot of an earlier run of the same code but the dbt project, which loading does not read
-    (tests/snapshots.py's ``ran``): a break in a model then costs its build, not the loads again."""
+def loaded_project(
+    root: Path,
+    *landings: Path,
+    build: bool = False,
+    snapshot: str | None = None,
+    excluded: tuple[str, ...] = ("netflix_dbt/",),
+) -> Iterator[Project]:
+    """A deployed stack with each landing folder uploaded and loaded in turn (and built, with ``build``). With
+    ``snapshot`` (a name), in ``make mutation``, from a snapshot of an earlier run of the same code but ``excluded``
+    (tests/snapshots.py's ``ran``): by default the dbt project, which loading does not read, so that a break in a
+    model costs its build, not the loads again."""
     stack = make_stack(root / "stack")
     project = Project(stack, root)
 
@@ -118,13 +125,15 @@ def _project(root: Path, *landings: Path, snapshot: str | None = None) -> Iterat
         snapshots.deploy(stack)  # starts the stack
         for landing in landings:
             project.upload_and_load(landing)
+        if build:
+            project.build()
         return json.dumps([[load.load_id, {k: str(p) for k, p in load.files.items()}] for load in project.loads])
 
     try:
         if snapshot is None:
             load()
         else:
-            loads, restored = snapshots.ran(snapshot, stack, root, load, excluded=("netflix_dbt/",))
+            loads, restored = snapshots.ran(snapshot, stack, root, load, excluded=excluded)
             if restored:
                 project.loads = [Load(i, {k: Path(p) for k, p in files.items()}) for i, files in json.loads(loads)]
         yield project
@@ -180,7 +189,7 @@ def generated(tmp_path_factory: pytest.TempPathFactory, local_only: None) -> Ite
     generate(root / "landing", scale="tiny")
     _write_files(root / "landing", DUPLICATES_FIRST)
     _write_files(root / "later", DUPLICATES_LATER)
-    for project in _project(root, root / "landing", root / "later", snapshot="dbt-generated"):
+    for project in loaded_project(root, root / "landing", root / "later", snapshot="dbt-generated"):
         project.build()
         yield project
 
@@ -189,7 +198,7 @@ def generated(tmp_path_factory: pytest.TempPathFactory, local_only: None) -> Ite
 def sample(tmp_path_factory: pytest.TempPathFactory, sample_dir: Path, local_only: None) -> Iterator[Project]:
     """The real ml-latest-small sample, built once."""
     root = tmp_path_factory.mktemp("dbt-sample")
-    for project in _project(root, sample_dir):
+    for project in loaded_project(root, sample_dir):
         project.build()
         yield project
 

@@ -23,9 +23,8 @@ from netflix_elt import cli, contracts
 from netflix_elt.generate import generate
 from netflix_elt.stack import port_open
 from netflix_elt.transform import PROJECT_DIR
-from tests import snapshots
-from tests.conftest import REPO, free_port, interruptible, make_stack
-from tests.test_dbt import Project, local_only  # noqa: F401 - local_only: fixture
+from tests.conftest import REPO, free_port, interruptible
+from tests.test_dbt import Project, loaded_project, local_only  # noqa: F401 - local_only: fixture
 
 pytestmark = pytest.mark.slow(minutes=1)
 
@@ -40,21 +39,8 @@ def generated(tmp_path_factory: pytest.TempPathFactory, local_only: None) -> Ite
     """Generated data (scale tiny) deployed, loaded and built. In ``make mutation``, from a snapshot of an earlier
     build of the same code but netflix_elt/docs.py, which the build does not run (tests/snapshots.py's ``ran``)."""
     root = tmp_path_factory.mktemp("docs")
-    stack = make_stack(root / "stack")
-    project = Project(stack, root)
-
-    def build() -> str:
-        snapshots.deploy(stack)  # starts the stack
-        generate(root / "landing", scale="tiny")
-        project.upload_and_load(root / "landing")
-        project.build()
-        return ""
-
-    try:
-        snapshots.ran("docs", stack, root, build, excluded=("netflix_elt/docs.py",))
-        yield project
-    finally:
-        stack.down()
+    generate(root / "landing", scale="tiny")
+    yield from loaded_project(root, root / "landing", build=True, snapshot="docs", excluded=("netflix_elt/docs.py",))
 
 
 def stack_env(project: Project, target: Path) -> dict[str, str]:
